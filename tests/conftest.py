@@ -1,0 +1,21 @@
+"""Shared test helpers: where the read-only reference fixtures live, and how to require them."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("VOV3D_SHARED", REPO.parent / "shared"))
+REFERENCE = SHARED / "reference"
+
+
+def require_reference(*names):
+    """Returns the paths of reference files; skips when absent, but fails when CI=true."""
+    paths = [REFERENCE / n for n in names]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"reference fixture missing on CI: {missing}")
+        pytest.skip(f"reference fixture missing: {missing}")
+    return paths if len(paths) > 1 else paths[0]

@@ -1,0 +1,408 @@
+"""Frame decoding: every backend behind one function, :func:`decode_frames`.
+
+Sources and backends
+    * a video file (any container/codec FFmpeg reads; always ``streams.video[0]``), decoded with
+      ``pyav`` (default, no system dependency) or ``torchcodec`` (when importable and its FFmpeg
+      libraries load; ``DATA.DECODING_BACKEND``);
+    * a :class:`FrameFolder` (JPEG frames), decoded with ``torchvision.io.decode_jpeg``.
+
+Two ways to say which frames (exactly one per call)
+    * ``index_fn(num_frames) -> indices``: frames by index in presentation order. The true frame count
+      is needed first, and headers lie (WebM has none, truncated files keep their old duration), so
+      PyAV decodes the whole stream without colour conversion and converts only the chosen frames;
+      torchcodec scans the file (``seek_mode="exact"``). Used by segment (Something-Something)
+      sampling, whose segments span the whole video anyway.
+    * ``times_fn(info) -> seconds``: the frames *displayed* at those times (the last frame whose pts is
+      <= t; clamped to the first/last frame). Only the needed span is decoded: PyAV seeks to the
+      keyframe before the first time and stops after the last one. Used by dense (Kinetics) sampling,
+      so timestamps, not header frame counts, decide (VFR and odd headers are handled).
+
+The result keeps each distinct frame once (``frames``) plus the request order (``index``), so all test
+views of a video share one decode and one resize.
+
+Failures raise :class:`DecodeError` with a short reason (missing, empty, cannot open, no video stream,
+no decodable frames, truncated, too few frames); datasets turn it into substitution (train) or an
+excluded, reported video (test).
+"""
+
+import bisect
+import dataclasses
+import functools
+import logging
+import math
+import os
+from typing import Callable, List, Optional, Sequence
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("pyav", "torchcodec")
+
+# A requested time this close after a frame's pts still counts as that frame: sampling times are
+# computed in floating point and would otherwise fall a hair before the frame they aim at.
+_TIME_EPS = 1e-6
+
+
+class DecodeError(RuntimeError):
+    """A video or frame folder that cannot give the requested frames; ``reason`` says why."""
+
+    def __init__(self, path, reason):
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+@dataclasses.dataclass
+class VideoInfo:
+    """What the header says about a video; any field may be missing (None) or wrong."""
+
+    start: float = 0.0  # seconds: pts of the first frame as declared by the stream
+    duration: Optional[float] = None  # seconds
+    fps: Optional[float] = None  # average frame rate
+
+
+@dataclasses.dataclass
+class DecodedFrames:
+    """Distinct decoded frames plus the order in which they were requested."""
+
+    frames: torch.Tensor  # uint8 (U, H, W, 3), RGB, each distinct frame once
+    index: torch.Tensor  # int64 (R,): request r is frames[index[r]]
+    num_frames: int  # frames decoded: the whole video (index mode) or the decoded span (time mode)
+    info: VideoInfo
+
+    def ordered(self):
+        """Returns the requested frames in request order, uint8 (R, H, W, 3)."""
+        return self.frames[self.index]
+
+
+@dataclasses.dataclass
+class FrameFolder:
+    """A video stored as image files, in frame order (1-based names from a template or an explicit list)."""
+
+    path: str  # the folder (reported in errors)
+    files: Optional[List[str]] = None  # explicit frame paths (PySlowFast frame lists)
+    template: str = "{:05d}.jpg"  # used when files is None: frame i (0-based) is template.format(i + 1)
+
+    def frame_paths(self):
+        """Returns the frame file paths, in order; counts the folder when no explicit list was given."""
+        if self.files is not None:
+            return self.files
+        try:
+            names = os.listdir(self.path)
+        except FileNotFoundError:
+            raise DecodeError(self.path, "missing frame folder") from None
+        except NotADirectoryError:
+            raise DecodeError(self.path, "not a frame folder") from None
+        ext = os.path.splitext(self.template)[1]
+        count = sum(1 for n in names if n.endswith(ext))
+        return [os.path.join(self.path, self.template.format(i + 1)) for i in range(count)]
+
+
+@functools.lru_cache(maxsize=None)
+def torchcodec_available():
+    """Returns (True, "") when torchcodec imports and its FFmpeg libraries load, else (False, why)."""
+    try:
+        from torchcodec.decoders import VideoDecoder  # noqa: F401
+        import torchcodec._core  # noqa: F401  (loads the FFmpeg libraries)
+    except Exception as e:  # ImportError, or OSError/RuntimeError when FFmpeg libraries are missing
+        return False, f"{type(e).__name__}: {e}"
+    return True, ""
+
+
+def decode_frames(
+    source,
+    *,
+    index_fn: Optional[Callable[[int], Sequence[int]]] = None,
+    times_fn: Optional[Callable[[VideoInfo], Sequence[float]]] = None,
+    backend: str = "pyav",
+    threads: int = 0,
+    min_frames: int = 1,
+) -> DecodedFrames:
+    """Returns the requested frames of a video file or FrameFolder as :class:`DecodedFrames`.
+
+    Exactly one of ``index_fn`` / ``times_fn`` says which frames (see the module docstring).
+    ``threads``: decoder threads, 0 = FFmpeg's automatic choice, 1 = single-threaded.
+    ``min_frames``: fewer decoded frames (whole video / decoded span) raises DecodeError.
+    """
+    if (index_fn is None) == (times_fn is None):
+        raise ValueError("decode_frames needs exactly one of index_fn and times_fn")
+    if isinstance(source, FrameFolder):
+        if times_fn is not None:
+            raise ValueError(f"{source.path}: frame folders have no timestamps; use index_fn")
+        out = _decode_jpeg_folder(source, index_fn)
+    else:
+        path = os.fspath(source)
+        _check_file(path)
+        if backend == "pyav":
+            out = _PyAVDecoder(path, threads).decode(index_fn, times_fn)
+        elif backend == "torchcodec":
+            out = _torchcodec_decode(path, threads, index_fn, times_fn)
+        else:
+            raise ValueError(f"DATA.DECODING_BACKEND must be one of {BACKENDS}, got {backend!r}")
+    if out.num_frames < min_frames:
+        raise DecodeError(
+            source.path if isinstance(source, FrameFolder) else source,
+            f"too few frames: {out.num_frames} decoded, {min_frames} needed",
+        )
+    return out
+
+
+def count_frames(source, backend="pyav", threads=0) -> DecodedFrames:
+    """Returns the first frame of a video after decoding it all (num_frames = true frame count)."""
+    return decode_frames(source, index_fn=lambda n: [0] if n else [], backend=backend, threads=threads)
+
+
+# --------------------------------------------------------------------------------------------- #
+# Shared helpers
+# --------------------------------------------------------------------------------------------- #
+def probe(path) -> VideoInfo:
+    """Returns what a video's header declares (start, duration, fps), read with PyAV."""
+    _check_file(path)
+    decoder = _PyAVDecoder(path, threads=1)
+    decoder._close()
+    return decoder.info
+
+
+def _check_file(path):
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        raise DecodeError(path, "missing file") from None
+    if size == 0:
+        raise DecodeError(path, "empty file (0 bytes)")
+
+
+def _truncation_tolerance(duration):
+    # Containers often declare a little more than the video holds (audio tail, last frame's duration);
+    # only a clear shortfall counts as truncation.
+    return max(0.5, 0.1 * duration) if duration else 0.5
+
+
+def _check_truncated(path, info, last_frame_time, needed_until=None):
+    """Raises DecodeError when frames stop clearly before what the header declares (and the clip needs)."""
+    declared = info.start + info.duration if info.duration else None
+    limit = declared if needed_until is None else min(needed_until, declared or math.inf)
+    if limit is not None and limit - last_frame_time > _truncation_tolerance(info.duration):
+        raise DecodeError(path, f"truncated: frames end at {last_frame_time:.2f} s but the header declares "
+                                f"{declared if declared is not None else limit:.2f} s")
+
+
+def _check_indices(path, indices, num_frames):
+    if num_frames == 0:
+        raise DecodeError(path, "no decodable frames")
+    bad = [i for i in indices if not 0 <= i < num_frames]
+    if bad:
+        raise ValueError(f"{path}: frame indices {bad[:5]} out of range for {num_frames} frames")
+
+
+def _frames_at_times(frame_times, times):
+    """Returns, for each time, the position of the frame displayed then (last pts <= t, clamped)."""
+    last = len(frame_times) - 1
+    return [min(max(bisect.bisect_right(frame_times, t + _TIME_EPS) - 1, 0), last) for t in times]
+
+
+def _unique(positions):
+    """Returns (sorted distinct positions, index of each request into them)."""
+    distinct = sorted(set(positions))
+    where = {p: k for k, p in enumerate(distinct)}
+    return distinct, torch.tensor([where[p] for p in positions], dtype=torch.long)
+
+
+def _clamp_times(times, info):
+    """Clamps requested times into the declared stream span (a clip longer than the video repeats its ends)."""
+    lo = info.start
+    hi = info.start + info.duration if info.duration else math.inf
+    return [min(max(float(t), lo), hi) for t in times]
+
+
+# --------------------------------------------------------------------------------------------- #
+# PyAV
+# --------------------------------------------------------------------------------------------- #
+class _PyAVDecoder:
+    def __init__(self, path, threads):
+        import av
+
+        self.path = path
+        try:
+            self.container = av.open(path)
+        except Exception as e:  # av.error.* (InvalidDataError, ...), OSError
+            raise DecodeError(path, f"cannot open: {type(e).__name__}: {e}") from None
+        if not self.container.streams.video:
+            self.container.close()
+            raise DecodeError(path, "no video stream")
+        self.stream = self.container.streams.video[0]
+        if threads != 1:
+            # Frame+slice threading: 10-35% faster for H.264/VP9 (measured, data-formats.md §4).
+            self.stream.thread_type = "AUTO"
+            self.stream.codec_context.thread_count = threads
+        self.tb = float(self.stream.time_base) if self.stream.time_base else None
+        self.info = self._info()
+
+    def _info(self):
+        s, c = self.stream, self.container
+        start = s.start_time * self.tb if (s.start_time is not None and self.tb) else 0.0
+        if s.duration and self.tb:
+            duration = s.duration * self.tb
+        elif c.duration:  # WebM/MKV: only the container knows (microseconds)
+            duration = c.duration / 1e6 - (start if c.start_time is None else 0.0)
+        else:
+            duration = None
+        rate = s.average_rate or s.guessed_rate
+        return VideoInfo(start=start, duration=duration, fps=float(rate) if rate else None)
+
+    def _frames(self, start_time=None, stop_time=None):
+        """Yields (seconds, av.VideoFrame) in decode output order, tolerating per-packet errors."""
+        import av
+
+        if start_time is not None and start_time > self.info.start and self.tb:
+            # Backward seek lands on the keyframe at or before start_time.
+            self.container.seek(int(start_time / self.tb), stream=self.stream, backward=True, any_frame=False)
+        self.errors = 0
+        fallback = 0
+        fps = self.info.fps or 30.0
+        for packet in self.container.demux(self.stream):
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError:
+                # A damaged packet should not end the video (e.g. empty Theora packets, data-formats §3.5);
+                # too few frames is caught by the caller.
+                self.errors += 1
+                continue
+            for frame in frames:
+                if frame.pts is not None and self.tb:
+                    t = frame.pts * self.tb
+                else:
+                    t = self.info.start + fallback / fps
+                fallback += 1
+                yield t, frame
+                if stop_time is not None and t > stop_time:
+                    return
+
+    def _close(self):
+        self.container.close()
+
+    def decode(self, index_fn, times_fn):
+        try:
+            if index_fn is not None:
+                return self._by_index(index_fn)
+            return self._by_time(times_fn)
+        finally:
+            self._close()
+
+    def _by_index(self, index_fn):
+        decoded = sorted(self._frames(), key=lambda tf: tf[0])  # some AVI/B-frame streams are unordered
+        times = [t for t, _ in decoded]
+        if not times:
+            raise DecodeError(self.path, f"no decodable frames ({self.errors} packets failed)")
+        _check_truncated(self.path, self.info, times[-1], None)
+        indices = [int(i) for i in index_fn(len(decoded))]
+        _check_indices(self.path, indices, len(decoded))
+        distinct, index = _unique(indices)
+        frames = self._to_tensor([decoded[i][1] for i in distinct])
+        return DecodedFrames(frames, index, len(decoded), self.info)
+
+    def _by_time(self, times_fn):
+        times = _clamp_times(times_fn(self.info), self.info)
+        if not times:
+            raise ValueError(f"{self.path}: times_fn asked for no frames")
+        first, last = min(times), max(times)
+        decoded = self._span(first, last)
+        if decoded and decoded[0][0] > first + _TIME_EPS and first > self.info.start:
+            # The seek overshot (broken index): decode from the beginning instead of guessing.
+            self.container.seek(0, stream=self.stream, backward=True, any_frame=False)
+            decoded = self._span(None, last)
+        if not decoded:
+            raise DecodeError(self.path, f"no decodable frames at {first:.2f}-{last:.2f} s ({self.errors} packets failed)")
+        _check_truncated(self.path, self.info, decoded[-1][0], last)
+        positions = _frames_at_times([t for t, _ in decoded], times)
+        distinct, index = _unique(positions)
+        frames = self._to_tensor([decoded[p][1] for p in distinct])
+        # Frames the clip spans (the decoded span also holds frames from the keyframe before it).
+        return DecodedFrames(frames, index, max(positions) - min(positions) + 1, self.info)
+
+    def _span(self, first, last):
+        return sorted(self._frames(first, last), key=lambda tf: tf[0])
+
+    @staticmethod
+    def _to_tensor(frames):
+        # Colour conversion costs more than decoding (data-formats §4): done only for kept frames.
+        return torch.stack([torch.from_numpy(f.to_ndarray(format="rgb24")) for f in frames])
+
+
+# --------------------------------------------------------------------------------------------- #
+# torchcodec
+# --------------------------------------------------------------------------------------------- #
+def _torchcodec_decode(path, threads, index_fn, times_fn):
+    ok, why = torchcodec_available()
+    if not ok:
+        raise RuntimeError(f"DATA.DECODING_BACKEND is torchcodec but it cannot be used here ({why})")
+    from torchcodec.decoders import VideoDecoder
+
+    try:
+        decoder = VideoDecoder(path, seek_mode="exact", num_ffmpeg_threads=threads, dimension_order="NHWC")
+    except Exception as e:
+        raise DecodeError(path, f"cannot open: {type(e).__name__}: {e}") from None
+    m = decoder.metadata
+    num = int(m.num_frames or 0)
+    if num == 0:
+        raise DecodeError(path, "no decodable frames")
+    # The header is read by PyAV for both backends (torchcodec's stream metadata lacks WebM's container
+    # duration), so both plan the same times.
+    info = probe(path)
+    # Exact mode scans the packets, so the content end vs the declared end reveals truncation.
+    content_end = float(m.end_stream_seconds)
+    try:
+        if index_fn is not None:
+            _check_truncated(path, info, content_end)
+            indices = [int(i) for i in index_fn(num)]
+            _check_indices(path, indices, num)
+            distinct, index = _unique(indices)
+            frames = decoder.get_frames_at(indices=distinct).data
+            return DecodedFrames(frames.contiguous(), index, num, info)
+        times = _clamp_times(times_fn(info), info)
+        _check_truncated(path, info, content_end, max(times))
+        begin = float(m.begin_stream_seconds)
+        # get_frames_played_at needs times inside [begin, end): clamp like the PyAV path does.
+        top = math.nextafter(content_end, -math.inf)
+        query = [min(max(t + _TIME_EPS, begin), top) for t in times]
+        batch = decoder.get_frames_played_at(seconds=query)
+        pts = [round(float(p), 6) for p in batch.pts_seconds]
+        distinct_pts, index = _unique(pts)
+        first_of = {p: k for k, p in reversed(list(enumerate(pts)))}
+        frames = batch.data[[first_of[p] for p in distinct_pts]]
+        fps = info.fps or 30.0
+        used = max(1, int(round((max(distinct_pts) - min(distinct_pts)) * fps)) + 1)
+        return DecodedFrames(frames.contiguous(), index, used, info)
+    except DecodeError:
+        raise
+    except (RuntimeError, IndexError, ValueError) as e:
+        raise DecodeError(path, f"decode failed: {type(e).__name__}: {e}") from None
+
+
+# --------------------------------------------------------------------------------------------- #
+# JPEG frame folders
+# --------------------------------------------------------------------------------------------- #
+def _decode_jpeg_folder(folder, index_fn):
+    from torchvision.io import ImageReadMode, decode_jpeg, read_file
+
+    paths = folder.frame_paths()
+    if not paths:
+        raise DecodeError(folder.path, "no frames in folder")
+    indices = [int(i) for i in index_fn(len(paths))]
+    _check_indices(folder.path, indices, len(paths))
+    distinct, index = _unique(indices)
+    try:
+        data = [read_file(paths[i]) for i in distinct]
+    except (RuntimeError, OSError) as e:
+        raise DecodeError(folder.path, f"cannot read frame: {e}") from None
+    try:
+        images = decode_jpeg(data, mode=ImageReadMode.RGB)  # batched: one call for all frames
+    except RuntimeError as e:
+        raise DecodeError(folder.path, f"undecodable JPEG: {e}") from None
+    shapes = {tuple(im.shape) for im in images}
+    if len(shapes) != 1:
+        raise DecodeError(folder.path, f"frames of different sizes: {sorted(shapes)}")
+    frames = torch.stack(images).permute(0, 2, 3, 1).contiguous()
+    info = VideoInfo(start=0.0, duration=None, fps=None)
+    return DecodedFrames(frames, index, len(paths), info)

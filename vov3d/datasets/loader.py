@@ -1,0 +1,115 @@
+"""Data loaders (PySlowFast API): ``construct_loader(cfg, split)``, ``shuffle_dataset(loader, epoch)``.
+
+* Per-process batch: ``TRAIN.BATCH_SIZE // world_size`` (train, val) or ``TEST.BATCH_SIZE // world_size``
+  (test); world size from ``torch.distributed`` when initialised, else 1.
+* Distributed: train uses ``DistributedSampler`` (shuffled, seeded by RNG_SEED, ``set_epoch`` via
+  :func:`shuffle_dataset`); val/test use :class:`ShardSampler` - rank r gets videos r, r + W, r + 2W, ...
+  with **no padding duplicates**, so gathered per-video results are identical for any world size.
+* Train drops the last partial batch; val/test keep every video.
+* ``pin_memory`` only when ``cfg.NUM_GPUS > 0`` (and DATA_LOADER.PIN_MEMORY). Any
+  ``DATA_LOADER.NUM_WORKERS`` (0 = in-process); train workers are persistent.
+
+Batches (:func:`collate`): ``(inputs, labels, indices, meta)`` - ``inputs`` a list (one per pathway) of
+stacked float tensors ``(N, C, T, H, W)`` (test: ``(N, V, C, T, H, W)``), ``labels`` / ``indices`` int64
+``(N,)``, and ``meta`` a **dict of lists**, one value per sample: ``meta["video_id"][i]``,
+``meta["valid"][i]``, ``meta["error"][i]``, ``meta["bad_samples"][i]`` (list of (path, reason)), ...
+"""
+
+import collections
+import logging
+
+import torch
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
+
+from vov3d.datasets.build import build_dataset
+
+logger = logging.getLogger(__name__)
+
+
+def world_info():
+    """Returns (rank, world size) of torch.distributed, or (0, 1) when it is not initialised."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+class ShardSampler(Sampler):
+    """Gives each rank a disjoint, in-order slice (rank::world) of the dataset, without padding."""
+
+    def __init__(self, dataset, rank=None, world_size=None):
+        r, w = world_info()
+        self.rank = r if rank is None else rank
+        self.world_size = w if world_size is None else world_size
+        self.num_samples = len(dataset)
+
+    def __iter__(self):
+        return iter(range(self.rank, self.num_samples, self.world_size))
+
+    def __len__(self):
+        return len(range(self.rank, self.num_samples, self.world_size))
+
+
+def collate(batch):
+    """Returns (inputs list of stacked tensors, labels, indices, meta dict of per-sample lists)."""
+    inputs, labels, indices, metas = zip(*batch)
+    stacked = [torch.stack([x[p] for x in inputs]) for p in range(len(inputs[0]))]
+    meta = {key: [m[key] for m in metas] for key in metas[0]}
+    return stacked, torch.as_tensor(labels, dtype=torch.long), torch.as_tensor(indices, dtype=torch.long), meta
+
+
+def _worker_init(_):
+    # Each worker is one of NUM_WORKERS processes sharing the cores: intra-op threads would only contend.
+    torch.set_num_threads(1)
+
+
+def construct_loader(cfg, split):
+    """Returns the torch DataLoader of split train | val | test (see the module docstring)."""
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"split must be train, val or test, got {split!r}")
+    name = cfg.TEST.DATASET if split == "test" else cfg.TRAIN.DATASET
+    dataset = build_dataset(name, cfg, split)
+    rank, world = world_info()
+    total = cfg.TEST.BATCH_SIZE if split == "test" else cfg.TRAIN.BATCH_SIZE
+    batch_size = total // world
+    if batch_size < 1:
+        raise ValueError(f"batch size {total} is smaller than the world size {world}")
+    train = split == "train"
+    sampler = None
+    if world > 1:
+        sampler = (DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.RNG_SEED)
+                   if train else ShardSampler(dataset, rank, world))
+    if train and len(dataset) // world < batch_size:
+        logger.warning("%s train: %d videos per process is less than one batch of %d; epochs will be empty",
+                       name, len(dataset) // world, batch_size)
+    workers = cfg.DATA_LOADER.NUM_WORKERS
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=train and sampler is None,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=bool(cfg.DATA_LOADER.PIN_MEMORY) and cfg.NUM_GPUS > 0,
+        drop_last=train,
+        collate_fn=collate,
+        worker_init_fn=_worker_init,
+        persistent_workers=train and workers > 0,
+    )
+
+
+def shuffle_dataset(loader, cur_epoch):
+    """Sets the epoch of the loader's sampler (a new shuffle per epoch under DistributedSampler)."""
+    sampler = loader.sampler if loader.batch_sampler is None else loader.batch_sampler.sampler
+    if hasattr(sampler, "set_epoch"):
+        sampler.set_epoch(cur_epoch)
+
+
+def summarize_bad_samples(bad_samples):
+    """Returns a one-line summary of (path, reason) failures (e.g. meta["bad_samples"] of an epoch), "" if none."""
+    bad_samples = list(bad_samples)
+    if not bad_samples:
+        return ""
+    reasons = collections.Counter(reason.split(":")[0] for _, reason in bad_samples)
+    paths = list(dict.fromkeys(p for p, _ in bad_samples))
+    return (f"{len(bad_samples)} bad samples substituted ({len(paths)} files; "
+            + ", ".join(f"{r}: {n}" for r, n in reasons.most_common())
+            + f"); first: {', '.join(paths[:3])}")

@@ -1,0 +1,117 @@
+"""Spatial transforms of decoded frames (PySlowFast semantics), and the one place clips are normalised.
+
+Frames arrive as uint8 (T, H, W, 3) RGB from :mod:`vov3d.datasets.decode` and leave as float32
+(C, T, H, W), normalised with ``DATA.MEAN`` / ``DATA.STD`` (given in the channel order fed to the model:
+RGB, or BGR when ``DATA.REVERSE_INPUT_CHANNEL``).
+
+* train: short side jittered in ``DATA.TRAIN_JITTER_SCALES`` (uniform, or uniform in 1/scale with
+  ``DATA.INV_UNIFORM_SAMPLE``), a random ``TRAIN_CROP_SIZE`` square crop, a horizontal flip with
+  probability 0.5 unless ``DATA.RANDOM_FLIP`` is False;
+* eval (val and test): short side resized to ``TEST_CROP_SIZE`` once per video, then square crops of
+  ``TEST_CROP_SIZE``: 3 crops (0: left/top end, 1: centre, 2: right/bottom end along the long side,
+  PySlowFast ``uniform_crop``) or 1 (centre).
+
+Resizing is bilinear on float (``F.interpolate``, ``align_corners=False``), as PySlowFast does.
+"""
+
+import math
+import random
+
+import torch
+import torch.nn.functional as F
+
+
+def to_float(frames):
+    """Returns uint8 (T, H, W, 3) frames as float32 (T, 3, H, W) in 0-255."""
+    return frames.permute(0, 3, 1, 2).float()
+
+
+def short_side_size(height, width, size):
+    """Returns (new_height, new_width) with the short side equal to size (PySlowFast rounding)."""
+    if width <= height:
+        return int(math.floor(height / width * size)), size
+    return size, int(math.floor(width / height * size))
+
+
+def resize_short_side(x, size):
+    """Returns float (T, C, H, W) frames resized (bilinear) so the short side equals size."""
+    new_h, new_w = short_side_size(x.shape[-2], x.shape[-1], size)
+    if (new_h, new_w) == tuple(x.shape[-2:]):
+        return x
+    return F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False)
+
+
+def jitter_scale(min_size, max_size, inverse_uniform, rng=random):
+    """Returns a short-side size drawn uniformly in [min, max], or uniformly in 1/size when inverse_uniform."""
+    if inverse_uniform:
+        return int(round(1.0 / rng.uniform(1.0 / max_size, 1.0 / min_size)))
+    return int(round(rng.uniform(min_size, max_size)))
+
+
+def random_crop(x, size, rng=random):
+    """Returns a random size x size crop of (..., H, W) frames (the same for every frame)."""
+    h, w = x.shape[-2:]
+    y0 = rng.randint(0, h - size)
+    x0 = rng.randint(0, w - size)
+    return x[..., y0 : y0 + size, x0 : x0 + size]
+
+
+def uniform_crop(x, size, spatial_idx):
+    """Returns crop spatial_idx (0: left/top, 1: centre, 2: right/bottom along the long side) of (..., H, W)."""
+    h, w = x.shape[-2:]
+    y0 = int(math.ceil((h - size) / 2))
+    x0 = int(math.ceil((w - size) / 2))
+    if spatial_idx not in (0, 1, 2):
+        raise ValueError(f"spatial_idx must be 0, 1 or 2, got {spatial_idx}")
+    if h > w:
+        y0 = {0: 0, 1: y0, 2: h - size}[spatial_idx]
+    else:
+        x0 = {0: 0, 1: x0, 2: w - size}[spatial_idx]
+    return x[..., y0 : y0 + size, x0 : x0 + size]
+
+
+class ClipTransform:
+    """Turns decoded uint8 frames into normalised clips for one split, from the DATA.* / TEST.* keys."""
+
+    def __init__(self, cfg):
+        d = cfg.DATA
+        self.jitter = (int(d.TRAIN_JITTER_SCALES[0]), int(d.TRAIN_JITTER_SCALES[1]))
+        self.inverse_uniform = bool(d.INV_UNIFORM_SAMPLE)
+        self.train_crop = int(d.TRAIN_CROP_SIZE)
+        self.test_crop = int(d.TEST_CROP_SIZE)
+        self.flip = bool(d.RANDOM_FLIP)
+        self.bgr = bool(d.REVERSE_INPUT_CHANNEL)
+        # Folding 1/255 into the scale lets normalisation be one fused multiply-add.
+        std = torch.tensor(d.STD, dtype=torch.float32)
+        self.scale = (1.0 / (255.0 * std)).view(1, 3, 1, 1)
+        self.shift = (-torch.tensor(d.MEAN, dtype=torch.float32) / std).view(1, 3, 1, 1)
+
+    def normalize(self, x):
+        """Returns float (T, 3, H, W) 0-255 frames normalised (channel order swapped first if BGR)."""
+        if self.bgr:
+            x = x.flip(1)
+        return torch.addcmul(self.shift, x, self.scale)
+
+    def train(self, frames, rng=random):
+        """Returns one augmented training clip, float32 (C, T, H, W), from uint8 (T, H, W, 3) frames."""
+        x = to_float(frames)
+        size = jitter_scale(*self.jitter, self.inverse_uniform, rng)
+        x = resize_short_side(x, max(size, self.train_crop))  # never smaller than the crop
+        x = random_crop(x, self.train_crop, rng)
+        if self.flip and rng.random() < 0.5:
+            x = x.flip(-1)
+        return self.normalize(x).transpose(0, 1).contiguous()
+
+    def eval_views(self, decoded, num_clips, num_crops):
+        """Returns float32 (V, C, T, H, W) views, V = num_clips * num_crops, clip-major.
+
+        decoded: DecodedFrames whose request order is clip-major (clip k = requests [k*T, (k+1)*T)).
+        Each distinct frame is resized and normalised once, then every view is cut from it.
+        """
+        if num_crops not in (1, 3):
+            raise ValueError(f"TEST.NUM_SPATIAL_CROPS must be 1 or 3, got {num_crops}")
+        frames = self.normalize(resize_short_side(to_float(decoded.frames), self.test_crop))
+        clips = frames[decoded.index].view(num_clips, -1, *frames.shape[1:])  # (K, T, C, H, W)
+        crop_ids = (0, 1, 2) if num_crops == 3 else (1,)
+        views = [uniform_crop(clip, self.test_crop, c).transpose(0, 1) for clip in clips for c in crop_ids]
+        return torch.stack(views)

@@ -1,0 +1,6 @@
+"""Video models: registry, builder and every registered family."""
+
+from vov3d.models.build import MODEL_REGISTRY, build_model, get_model_class  # noqa: F401
+
+# Importing the families registers them.
+from vov3d.models import vov3d, x3d  # noqa: F401,E402

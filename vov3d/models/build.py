@@ -1,0 +1,42 @@
+"""Model registry and construction."""
+
+import logging
+
+import torch
+from fvcore.common.registry import Registry
+
+logger = logging.getLogger(__name__)
+
+MODEL_REGISTRY = Registry("MODEL")
+MODEL_REGISTRY.__doc__ = """Registry of video models: MODEL.MODEL_NAME -> nn.Module class taking (cfg)."""
+
+
+def get_model_class(name):
+    """Returns the registered model class for MODEL.MODEL_NAME, with a clear error for unknown names."""
+    try:
+        return MODEL_REGISTRY.get(name)
+    except KeyError:
+        known = ", ".join(sorted(k for k, _ in MODEL_REGISTRY))
+        raise KeyError(f"MODEL.MODEL_NAME {name!r} is not a registered model; known: {known}") from None
+
+
+def model_device(cfg, gpu_id=None):
+    """Returns the torch.device a model built from cfg lives on (CPU when NUM_GPUS is 0)."""
+    if cfg.NUM_GPUS > 0:
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"NUM_GPUS is {cfg.NUM_GPUS} but CUDA is not available; set NUM_GPUS 0 to run on CPU")
+        return torch.device("cuda", torch.cuda.current_device() if gpu_id is None else gpu_id)
+    return torch.device("cpu")
+
+
+def build_model(cfg, gpu_id=None):
+    """Returns the model named by cfg.MODEL.MODEL_NAME, on its device, in its memory format.
+
+    Wrapping in DistributedDataParallel is the engine's job (vov3d.utils.distributed), so that
+    tools and tests get the bare module.
+    """
+    from vov3d.models.speed import apply_memory_format  # local: speed imports models
+
+    model = get_model_class(cfg.MODEL.MODEL_NAME)(cfg)
+    model = model.to(model_device(cfg, gpu_id))
+    return apply_memory_format(model, cfg)

@@ -1,0 +1,77 @@
+"""Small layers shared by the model families: Swish, squeeze-excitation, width rounding, init."""
+
+import math
+
+import torch
+import torch.nn as nn
+
+
+def round_width(width, multiplier, min_width=8, divisor=8):
+    """Returns width * multiplier rounded to a multiple of `divisor` (X3D's rule).
+
+    Rounding never loses more than 10%: when it would, one more `divisor` is added.
+    """
+    width *= multiplier
+    min_width = min_width or divisor
+    width_out = max(min_width, int(width + divisor / 2) // divisor * divisor)
+    if width_out < 0.9 * width:
+        width_out += divisor
+    return int(width_out)
+
+
+def round_repeats(repeats, multiplier):
+    """Returns the block count `repeats` scaled by `multiplier`, rounded up (X3D depth expansion)."""
+    if not multiplier:
+        return repeats
+    return int(math.ceil(multiplier * repeats))
+
+
+class Swish(nn.Module):
+    """x * sigmoid(x)."""
+
+    def forward(self, x):
+        return x * torch.sigmoid(x)
+
+
+class SqueezeExcitation(nn.Module):
+    """Channel gating from the clip-level mean: x * sigmoid(fc2(relu(fc1(mean(x))))).
+
+    Widths follow X3D: the squeeze width is round_width(dim, ratio). The hidden activation is ReLU
+    in both X3D and VoV3D (not Swish).
+    """
+
+    def __init__(self, dim, ratio=1.0 / 16):
+        super().__init__()
+        dim_fc = round_width(dim, ratio)
+        self.fc1 = nn.Conv3d(dim, dim_fc, 1, bias=True)
+        self.fc1_act = nn.ReLU(inplace=True)
+        self.fc2 = nn.Conv3d(dim_fc, dim, 1, bias=True)
+
+    def forward(self, x):
+        s = x.mean((2, 3, 4), keepdim=True)
+        s = self.fc2(self.fc1_act(self.fc1(s)))
+        return x * torch.sigmoid(s)
+
+
+def init_weights(model, fc_init_std=0.01, zero_init_final_bn=True):
+    """Initialises a model in place as PySlowFast does; returns it.
+
+    Conv3d: He normal (fan_out, ReLU gain), bias 0. BatchNorm: gamma 1, beta 0, except the BNs
+    flagged `transform_final_bn` (each block's last BN), whose gamma is 0 when
+    `zero_init_final_bn`, so every block starts as its shortcut. Linear: N(0, fc_init_std^2), bias 0.
+    """
+    for m in model.modules():
+        if isinstance(m, nn.Conv3d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+            if m.affine:
+                final = getattr(m, "transform_final_bn", False) and zero_init_final_bn
+                nn.init.constant_(m.weight, 0.0 if final else 1.0)
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, mean=0.0, std=fc_init_std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return model

@@ -1,0 +1,96 @@
+"""X3D (Feichtenhofer, CVPR 2020) as PySlowFast builds it, with a pluggable bottleneck middle.
+
+    s1    X3D stem, round_width(DIM_C1, WIDTH_FACTOR) channels
+    s2-s5 bottlenecks; widths round_width(12*2^k, WIDTH_FACTOR), inner BOTTLENECK_FACTOR x width,
+          ceil(DEPTH_FACTOR x (1, 2, 5, 3)) blocks, spatial stride 2 in block 0 of every stage
+    head  X3D head, conv_5 to the last inner width, lin_5 to DIM_C5
+
+XS/S/M/L are expansion-key settings (see configs/). `X3D.UNIT` swaps the depthwise 3x3x3 middle for
+another (vov3d/models/units.py); `d2plus1d` gives the VoV3D paper's "X3D with D(2+1)D" row.
+"""
+
+import torch.nn as nn
+
+from vov3d.models.build import MODEL_REGISTRY
+from vov3d.models.heads import X3DHead, pool_size_for
+from vov3d.models.layers import SqueezeExcitation, Swish, init_weights, round_repeats, round_width
+from vov3d.models.stages import ResStage
+from vov3d.models.stems import VideoModelStem, X3DStem
+from vov3d.models.units import attach_middle
+
+# (blocks, width) of each stage before expansion.
+BLOCK_BASIS = ((1, 12), (2, 24), (5, 48), (3, 96))
+
+
+class X3DTransform(nn.Module):
+    """X3D bottleneck: 1x1x1 -> BN -> ReLU -> middle -> BN -> [SE] -> Swish -> 1x1x1 -> BN (zero-init)."""
+
+    def __init__(self, dim_in, dim_inner, dim_out, stride, unit="dw3d", use_se=True, se_ratio=1.0 / 16):
+        super().__init__()
+        self.a = nn.Conv3d(dim_in, dim_inner, 1, bias=False)
+        self.a_bn = nn.BatchNorm3d(dim_inner)
+        self.a_relu = nn.ReLU(inplace=True)
+        self.middle = attach_middle(self, unit, dim_inner, stride)
+        self.b_bn = nn.BatchNorm3d(dim_inner)
+        if use_se:
+            self.se = SqueezeExcitation(dim_inner, se_ratio)
+        self.b_relu = Swish()
+        self.c = nn.Conv3d(dim_inner, dim_out, 1, bias=False)
+        self.c_bn = nn.BatchNorm3d(dim_out)
+        self.c_bn.transform_final_bn = True
+
+    def forward(self, x):
+        x = self.a_relu(self.a_bn(self.a(x)))
+        for name in self.middle:
+            x = getattr(self, name)(x)
+        x = self.b_bn(x)
+        if hasattr(self, "se"):
+            x = self.se(x)
+        return self.c_bn(self.c(self.b_relu(x)))
+
+
+@MODEL_REGISTRY.register()
+class X3D(nn.Module):
+    """X3D-XS/S/M/L from the X3D expansion keys; same input and output conventions as VoV3D."""
+
+    CLASSIFIER = "head.projection"
+
+    def __init__(self, cfg):
+        super().__init__()
+        x = cfg.X3D
+        if cfg.RESNET.TRANS_FUNC not in ("x3d_transform", "bottleneck_transform"):
+            raise ValueError(f"RESNET.TRANS_FUNC {cfg.RESNET.TRANS_FUNC!r} is not supported by X3D")
+        unit = x.UNIT
+        if not x.CHANNELWISE_3x3x3 and unit == "dw3d":
+            unit = "conv3d"
+        dim_stem = round_width(x.DIM_C1, x.WIDTH_FACTOR)
+        self.s1 = VideoModelStem(X3DStem(cfg.DATA.INPUT_CHANNEL_NUM[0], dim_stem))
+        dim_in = dim_stem
+        for s, (blocks, width) in enumerate(BLOCK_BASIS):
+            if x.SCALE_RES2:
+                width = round_width(width, 2.0)
+            dim_out = round_width(width, x.WIDTH_FACTOR)
+            dim_inner = int(x.BOTTLENECK_FACTOR * dim_out)
+
+            def make_block(i, block_in, block_stride, dim_inner=dim_inner, dim_out=dim_out):
+                return X3DTransform(block_in, dim_inner, dim_out, block_stride, unit, use_se=i % 2 == 0)
+
+            stage = ResStage(dim_in, dim_out, round_repeats(blocks, x.DEPTH_FACTOR), 2, make_block)
+            self.add_module(f"s{s + 2}", stage)
+            dim_in = dim_out
+        self.head = X3DHead(
+            dim_in=dim_in,
+            dim_inner=dim_inner,
+            dim_out=x.DIM_C5,
+            num_classes=cfg.MODEL.NUM_CLASSES,
+            pool_size=pool_size_for(cfg),
+            dropout_rate=cfg.MODEL.DROPOUT_RATE,
+            act_func=cfg.MODEL.HEAD_ACT,
+            bn_lin5=x.BN_LIN5,
+        )
+        init_weights(self, cfg.MODEL.FC_INIT_STD, cfg.RESNET.ZERO_INIT_FINAL_BN)
+
+    def forward(self, xs):
+        for stage in (self.s1, self.s2, self.s3, self.s4, self.s5):
+            xs = stage(xs)
+        return self.head(xs)
