@@ -4,7 +4,6 @@ import argparse
 import logging
 import os
 import random
-import sys
 
 import pytest
 import torch
@@ -68,6 +67,16 @@ def test_loaders_batches_and_meta(ssv1, workers):
     assert seen == list(range(7))  # every video once, last partial batch kept
     val = loader.construct_loader(cfg, "val")
     assert next(iter(val))[0][0].shape == (2, 3, T, 48, 48)
+
+
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_batches_are_written_in_place_and_equal_single_items(ssv1, split):
+    ds = build_dataset("ssv1", tiny_cfg(ssv1, "ssv1"), split)
+    batch = ds.__getitems__([2, 0, 1])
+    inputs, labels, index, meta = loader.collate(batch)
+    assert inputs[0] is batch.inputs and index.tolist() == [2, 0, 1]
+    for k, i in enumerate([2, 0, 1]):
+        assert torch.equal(inputs[0][k], ds[i][0][0])
 
 
 @pytest.mark.parametrize("world", [2, 3, 4])

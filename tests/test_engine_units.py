@@ -128,3 +128,22 @@ def test_rng_state_roundtrip_through_weights_only_load(tmp_path):
     env.set_rng_state(loaded)
     torch.rand(2)
     assert torch.equal(c, torch.rand(1))
+
+
+def test_data_time_warning_names_num_workers(tmp_path, caplog):
+    import logging
+
+    from vov3d.engine.meters import TrainMeter
+
+    cfg = get_cfg()
+    cfg.OUTPUT_DIR = str(tmp_path)
+    cfg.DATA_LOADER.NUM_WORKERS = 2
+    meter = TrainMeter(2, cfg, torch.device("cpu"))
+    for it in range(2):
+        meter._tic, meter._data_done = 0.0, 1.0  # 1 s waiting for data
+        meter.update(torch.randn(4, 3), torch.tensor([0, 1, 2, 0]), torch.tensor(1.0), 0.1, it)
+    meter.tot_net_time = 0.1
+    with caplog.at_level(logging.WARNING):
+        stats = meter.log_epoch(0)
+    assert stats["samples"] == 8
+    assert any("DATA_LOADER.NUM_WORKERS (now 2)" in r.getMessage() for r in caplog.records)

@@ -9,10 +9,13 @@ Exit code 0 when no problem was found, 1 otherwise. See vov3d/datasets/check.py.
 import argparse
 import json
 import logging
+import os
 import sys
 
-from vov3d.config.defaults import get_cfg
-from vov3d.datasets.check import check_dataset, format_report
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from vov3d.config.defaults import get_cfg  # noqa: E402
+from vov3d.datasets.check import check_dataset, format_report  # noqa: E402
 
 
 def main(argv=None):

@@ -382,6 +382,16 @@ _C.DEMO.COMMON_CLASS_NAMES = [
 _C.DEMO.SLOWMO = 1
 
 # ---------------------------------------------------------------------------- #
+# Demo dataset (TRAIN.DATASET demo): generated once into ROOT, read as SSv2
+# ---------------------------------------------------------------------------- #
+_C.DEMO_DATA = CfgNode()
+_C.DEMO_DATA.ROOT = "~/.cache/vov3d/demo-ssv2"  # where the generated videos and JSON files go
+_C.DEMO_DATA.TRAIN_PER_CLASS = 32  # training videos per class
+_C.DEMO_DATA.VAL_PER_CLASS = 10  # validation (= test) videos per class
+_C.DEMO_DATA.SEED = 0  # generator seed
+_C.DEMO_DATA.HEIGHT = 64  # frame height in pixels (widths vary from 80 to 112)
+
+# ---------------------------------------------------------------------------- #
 # vov3d extensions (keys the official tree does not have)
 # ---------------------------------------------------------------------------- #
 # Data pipeline extensions are added here by vov3d.datasets (see DATA.* comments there).
@@ -409,6 +419,30 @@ _C.SOLVER.LABEL_SMOOTHING = 0.0  # label smoothing of the cross-entropy loss
 _C.SOLVER.COSINE_AFTER_WARMUP = False  # newer PySlowFast: the cosine starts at its peak after warm-up
 _C.TEST.CLIPS_PER_FORWARD = 0  # max clips per test forward (0: the per-process TEST.BATCH_SIZE)
 _C.TEST.SAVE_SCORES = True  # save per-view softmax scores (TEST.SAVE_RESULTS_PATH or test_scores.pt)
+
+
+# ---------------------------------------------------------------------------- #
+# Zoo models (S3D, P3D, SmallBigNet, R(2+1)D, CSN)
+# ---------------------------------------------------------------------------- #
+_C.S3D = CfgNode()
+_C.S3D.GATING = False  # S3D-G: self-gating after Conv2d_2c and each Inception branch
+_C.S3D.GATING_STARTAT = "Conv2d_2c_3x3"  # first gated endpoint (TF-slim gating_startat)
+_C.S3D.TEMPORAL_CONV_STARTAT = "Conv2d_2c_3x3"  # endpoints before it have no temporal conv (top-heavy)
+_C.S3D.TEMPORAL_CONV_ENDAT = "Mixed_5c"  # endpoints after it have no temporal conv (bottom-heavy)
+_C.S3D.SEPARABLE = True  # separable 1xkxk + kx1x1 convs (S3D); False: full kxkxk (I3D)
+_C.S3D.FIRST_CONV = "separable"  # Conv2d_1a: separable (torchvision 1x7x7 + 7x1x1) | full (TF-slim kx7x7)
+_C.S3D.FIRST_TEMPORAL_KERNEL = 7  # temporal kernel of Conv2d_1a (TF-slim default 3, torchvision 7)
+_C.S3D.TEMPORAL_BN = True  # BN after the temporal conv (torchvision); False: bias, no BN (TF-slim)
+_C.P3D = CfgNode()
+_C.P3D.DEPTH = 199  # 63 (ResNet-50 layout), 131 (ResNet-101) or 199 (ResNet-152, official)
+_C.P3D.UNIT_CYCLE = "ABC"  # P3D unit types cycled over res2-res4 by global block index
+_C.SMALLBIG = CfgNode()
+_C.SMALLBIG.EXTRA = False  # add the "extra" max-pooled global gating before each SmallBig unit
+_C.SMALLBIG.BIG_VIEW = True  # False: the plain C2D ResNet baseline of the official code
+_C.RESNET3D = CfgNode()
+_C.RESNET3D.ARCH = "r2plus1d"  # r2plus1d | r3d | mc3 | ir_csn | ip_csn (depth: RESNET.DEPTH)
+_C.RESNET3D.SHARED_MID_WIDTH = False  # R(2+1)D: one mid width per block (torchvision), not per conv
+_C.RESNET3D.STEM_POOL = False  # max pool 1x3x3 stride (1,2,2) after a 3x7x7 stem (CSN at 224)
 
 
 # Keys (or whole subtrees) of features vov3d does not implement: accepted, and warned about when set.

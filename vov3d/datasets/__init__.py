@@ -9,4 +9,5 @@ from vov3d.datasets.decode import DecodeError, decode_frames  # noqa: F401
 from vov3d.datasets.ssv1 import Ssv1  # noqa: F401  (registers)
 from vov3d.datasets.ssv2 import Ssv2  # noqa: F401
 from vov3d.datasets.kinetics import Kinetics  # noqa: F401
+from vov3d.datasets.demo import Demo  # noqa: F401  (generated data, read as ssv2)
 from vov3d.datasets import loader  # noqa: F401,E402

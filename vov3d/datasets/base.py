@@ -25,7 +25,7 @@ import dataclasses
 import logging
 import os
 import random
-from typing import List, Optional, Union
+from typing import List, Union
 
 import torch
 
@@ -67,6 +67,9 @@ class VideoClipDataset(torch.utils.data.Dataset):
     """Base class of the registered datasets; subclasses implement ``_load`` and set ``sampling``."""
 
     sampling = "segment"  # segment (Something-Something) | dense (Kinetics)
+    # Channel order the official loader of this dataset decoded (OpenCV JPEG frames: BGR); with
+    # DATA.REVERSE_INPUT_CHANNEL it decides what the model sees (vov3d.datasets.transforms).
+    official_bgr = False
     name = "video"
 
     def __init__(self, cfg, split, data_dir=None, media_dir=None):
@@ -92,7 +95,7 @@ class VideoClipDataset(torch.utils.data.Dataset):
         self.max_retries = int(d.MAX_BAD_SAMPLE_RETRIES)
         self.min_frames = self.num_frames if d.MIN_VIDEO_FRAMES < 0 else max(int(d.MIN_VIDEO_FRAMES), 1)
         self.decode_threads = int(d.DECODE_THREADS)
-        self.transform = ClipTransform(cfg)
+        self.transform = ClipTransform(cfg, official_bgr=self.official_bgr)
 
         records, self.class_names = self._load()
         self.records, self.missing = self._drop_missing(records)
@@ -232,15 +235,38 @@ class VideoClipDataset(torch.utils.data.Dataset):
         return {"video_id": record.video_id, "path": record.path, "valid": valid, "error": error,
                 "bad_samples": bad, "num_decodes": decodes}
 
-    def _clip_item(self, index):
+    def clip_shape(self):
+        """Returns the shape of one item's clip tensor: (C, T, S, S), or (V, C, T, S, S) for test."""
+        t = self.transform
+        if self.split == "train":
+            return (3, self.num_frames, t.train_crop, t.train_crop)
+        if self.split == "val":
+            return (3, self.num_frames, t.test_crop, t.test_crop)
+        return (self.num_clips * self.num_crops, 3, self.num_frames, t.test_crop, t.test_crop)
+
+    def __getitems__(self, indices):
+        """Returns the items of a batch, their clips written straight into one batch tensor.
+
+        DataLoader calls this in place of __getitem__ per index; collate then hands the batch tensor on
+        without stacking (in a worker it lives in shared memory, so it reaches the main process without a
+        copy: at test time a batch is hundreds of MB).
+        """
+        batch = _empty_batch((len(indices),) + self.clip_shape())
+        return PreallocatedBatch([self._item(i, batch[k]) for k, i in enumerate(indices)], batch)
+
+    def _item(self, index, out):
+        return self._test_item(index, out) if self.split == "test" else self._clip_item(index, out)
+
+    def _clip_item(self, index, out=None):
         bad = []
         for attempt in range(self.max_retries + 1):
             record = self.records[index]
             try:
                 if self.split == "train":
-                    clip = self.transform.train(self.decode_record(record, None, 1).ordered())
+                    clip = self.transform.train(self.decode_record(record, None, 1).ordered(), out=out)
                 else:
-                    clip = self.transform.eval_views(self.decode_record(record, 0, 1), 1, 1)[0]
+                    views_out = None if out is None else out.unsqueeze(0)
+                    clip = self.transform.eval_views(self.decode_record(record, 0, 1), 1, 1, out=views_out)[0]
                 return [clip], record.label, index, self._meta(record, bad, decodes=attempt + 1)
             except DecodeError as e:
                 bad.append(report_bad(e.path, e.reason, f"{self.name} {self.split}: bad video, substituted:"))
@@ -251,15 +277,34 @@ class VideoClipDataset(torch.utils.data.Dataset):
             + "; ".join(f"{p}: {r}" for p, r in bad)
         )
 
-    def _test_item(self, index):
+    def _test_item(self, index, out=None):
         record = self.records[index]
         try:
             decoded = self.decode_record(record, "all", self.num_clips)
-            views = self.transform.eval_views(decoded, self.num_clips, self.num_crops)
+            views = self.transform.eval_views(decoded, self.num_clips, self.num_crops, out=out)
             meta = self._meta(record, [])
         except DecodeError as e:
             report_bad(e.path, e.reason, f"{self.name} test: video excluded:")
-            s = self.transform.test_crop
-            views = torch.zeros(self.num_clips * self.num_crops, 3, self.num_frames, s, s)
+            views = torch.zeros(self.clip_shape()) if out is None else out.zero_()
             meta = self._meta(record, [], valid=False, error=e.reason)  # excluded, not substituted
         return [views], record.label, index, meta
+
+
+class PreallocatedBatch(list):
+    """A batch's items (a list) plus ``inputs``: the one tensor their clips were written into."""
+
+    def __init__(self, items, inputs):
+        super().__init__(items)
+        self.inputs = inputs
+
+
+def _empty_batch(shape):
+    """Returns an uninitialised float32 tensor, in shared memory when called in a loader worker."""
+    if torch.utils.data.get_worker_info() is None:
+        return torch.empty(shape, dtype=torch.float32)
+    # The same private allocation default_collate uses: shared from the start, so no copy on sending.
+    numel = 1
+    for n in shape:
+        numel *= n
+    storage = torch.empty(0)._typed_storage()._new_shared(numel, device="cpu")
+    return torch.empty(0).new(storage).resize_(shape)

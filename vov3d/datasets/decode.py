@@ -73,6 +73,8 @@ class DecodedFrames:
 
     def ordered(self):
         """Returns the requested frames in request order, uint8 (R, H, W, 3)."""
+        if self.index.numel() == self.frames.shape[0] and bool((self.index == torch.arange(self.index.numel())).all()):
+            return self.frames  # the usual train clip: distinct frames in order, no copy needed
         return self.frames[self.index]
 
 
@@ -94,8 +96,9 @@ class FrameFolder:
             raise DecodeError(self.path, "missing frame folder") from None
         except NotADirectoryError:
             raise DecodeError(self.path, "not a frame folder") from None
-        ext = os.path.splitext(self.template)[1]
-        count = sum(1 for n in names if n.endswith(ext))
+        # Count only names shaped like the template (flow frames etc. may share the folder).
+        head, ext = self.template.split("{")[0], os.path.splitext(self.template)[1]
+        count = sum(1 for n in names if n.startswith(head) and n.endswith(ext))
         return [os.path.join(self.path, self.template.format(i + 1)) for i in range(count)]
 
 
@@ -146,11 +149,6 @@ def decode_frames(
             f"too few frames: {out.num_frames} decoded, {min_frames} needed",
         )
     return out
-
-
-def count_frames(source, backend="pyav", threads=0) -> DecodedFrames:
-    """Returns the first frame of a video after decoding it all (num_frames = true frame count)."""
-    return decode_frames(source, index_fn=lambda n: [0] if n else [], backend=backend, threads=threads)
 
 
 # --------------------------------------------------------------------------------------------- #
@@ -322,7 +320,18 @@ class _PyAVDecoder:
         return DecodedFrames(frames, index, max(positions) - min(positions) + 1, self.info)
 
     def _span(self, first, last):
-        return sorted(self._frames(first, last), key=lambda tf: tf[0])
+        """Returns [(seconds, frame)] sorted by time: the frame displayed at `first` and all up to `last`.
+
+        Frames before that one are dropped as they arrive, so a long GOP does not pile up in memory.
+        """
+        anchor, after = None, []
+        for t, frame in self._frames(first, last):
+            if first is not None and t <= first + _TIME_EPS:
+                if anchor is None or t >= anchor[0]:
+                    anchor = (t, frame)
+            else:
+                after.append((t, frame))
+        return ([anchor] if anchor else []) + sorted(after, key=lambda tf: tf[0])
 
     @staticmethod
     def _to_tensor(frames):

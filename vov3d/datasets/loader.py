@@ -19,8 +19,9 @@ import collections
 import logging
 
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, DistributedSampler, Sampler, default_collate
 
+from vov3d.datasets.base import PreallocatedBatch
 from vov3d.datasets.build import build_dataset
 
 logger = logging.getLogger(__name__)
@@ -52,7 +53,11 @@ class ShardSampler(Sampler):
 def collate(batch):
     """Returns (inputs list of stacked tensors, labels, indices, meta dict of per-sample lists)."""
     inputs, labels, indices, metas = zip(*batch)
-    stacked = [torch.stack([x[p] for x in inputs]) for p in range(len(inputs[0]))]
+    if isinstance(batch, PreallocatedBatch):
+        stacked = [batch.inputs]  # the clips were written into it already (dataset.__getitems__)
+    else:
+        # default_collate stacks straight into shared memory inside workers (no extra copy to send).
+        stacked = [default_collate([x[p] for x in inputs]) for p in range(len(inputs[0]))]
     meta = {key: [m[key] for m in metas] for key in metas[0]}
     return stacked, torch.as_tensor(labels, dtype=torch.long), torch.as_tensor(indices, dtype=torch.long), meta
 

@@ -22,7 +22,6 @@ Dense sampling (Kinetics; PySlowFast semantics, in seconds rather than header fr
     (short videos repeat their first/last frames).
 """
 
-import math
 import random
 from typing import List, Optional
 
@@ -83,10 +82,3 @@ def dense_views(start: float, duration: Optional[float], num_frames: int, sampli
     """Returns the frame times of all test views, view-major."""
     return [t for k in range(num_views)
             for t in dense_times(start, duration, num_frames, sampling_rate, target_fps, k, num_views)]
-
-
-def expected_span_frames(duration: Optional[float], fps: Optional[float]) -> Optional[int]:
-    """Returns the frame count a header implies (duration * fps), or None when either is unknown."""
-    if not duration or not fps:
-        return None
-    return int(math.floor(duration * fps + 1e-6))

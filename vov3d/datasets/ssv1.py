@@ -64,6 +64,7 @@ class Ssv1(VideoClipDataset):
 
     name = "ssv1"
     sampling = "segment"
+    official_bgr = True  # the official loader read OpenCV (BGR) JPEG frames
     SPLIT_FILES = {
         "train": "something-something-v1-train.csv",
         "val": "something-something-v1-validation.csv",

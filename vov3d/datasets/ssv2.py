@@ -69,6 +69,7 @@ class Ssv2(VideoClipDataset):
 
     name = "ssv2"
     sampling = "segment"
+    official_bgr = True  # the official loader read OpenCV (BGR) JPEG frames
     RELEASE_SUBDIR = "20bn-something-something-v2"
     SPLIT_FILES = {
         "train": ["something-something-v2-train.json", "train.json"],

@@ -20,7 +20,7 @@ import dataclasses
 import json
 import os
 import random
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import numpy as np
 
@@ -49,6 +49,8 @@ _CODECS = {  # name -> (encoder, options): near-lossless, fast presets so frame 
     "vp9": ("libvpx-vp9", {"deadline": "realtime", "cpu-used": "8", "crf": "12", "b": "0"}),
     "mpeg4": ("mpeg4", {"qscale": "2"}),
 }
+# Texture videos are for timing: typical web-video quality (Kinetics 256p clips are a few hundred KB).
+_REALISTIC = {"h264": {"preset": "veryfast", "crf": "23"}, "vp9": {"crf": "32"}, "mpeg4": {"qscale": "5"}}
 
 
 @dataclasses.dataclass
@@ -111,9 +113,17 @@ def _frames(num_frames, width, height, pattern, seed):
         for i in range(num_frames):
             yield frame_code(i, height, width)
     elif pattern == "texture":
+        # A camera pan over smooth random texture plus grain: compresses and decodes like real footage
+        # (pure noise would be incompressible and decode several times slower than real video).
+        import torch
+        import torch.nn.functional as F
+
         rng = np.random.default_rng(seed)
-        base = rng.integers(0, 256, (height + num_frames * 2, width + num_frames * 3, 3), dtype=np.uint8)
-        for i in range(num_frames):  # camera pan over noise: realistic motion-compensation cost
+        h, w = height + num_frames * 2, width + num_frames * 3
+        coarse = torch.from_numpy(rng.uniform(0, 255, (1, 3, h // 8 + 2, w // 8 + 2)).astype(np.float32))
+        base = F.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False)[0].permute(1, 2, 0).numpy()
+        base = np.clip(base + rng.normal(0, 6, base.shape), 0, 255).astype(np.uint8)
+        for i in range(num_frames):
             yield np.ascontiguousarray(base[2 * i : 2 * i + height, 3 * i : 3 * i + width])
     else:
         raise ValueError(f"pattern must be index or texture, got {pattern!r}")
@@ -128,11 +138,12 @@ def write_video(path, num_frames, width=64, height=48, fps=12, codec="h264", gop
     if width % 2 or height % 2:
         raise ValueError(f"yuv420p needs even width and height, got {width}x{height}")
     encoder, options = _CODECS[codec]
+    options = dict(options, **(_REALISTIC[codec] if pattern == "texture" else {}))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with av.open(path, "w") as container:
         if audio:  # Kinetics clips carry AAC audio *before* the video stream; loaders must pick video[0]
             astream = container.add_stream("aac", rate=16000)
-        stream = container.add_stream(encoder, rate=Fraction(fps).limit_denominator(1001), options=dict(options))
+        stream = container.add_stream(encoder, rate=Fraction(fps).limit_denominator(1001), options=options)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         if gop:
             stream.gop_size = gop
@@ -317,6 +328,8 @@ def make_kinetics(root, videos_per_split=None, num_classes=4, frames_range=(24, 
     relative to root/videos; test = val, as VoV3D users make it). class_names = sorted class texts.
     Every audio_every-th clip (0: none) gets an AAC stream before its video stream.
     """
+    if not set(annotations) & {"official", "pyslowfast"}:
+        raise ValueError(f"annotations must name official and/or pyslowfast, got {annotations!r}")
     videos_per_split = videos_per_split or {"train": 4, "val": 3, "test": 2}
     classes = sorted(KINETICS_CLASSES[:num_classes])
     rng = random.Random(seed)

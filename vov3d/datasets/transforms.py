@@ -1,8 +1,14 @@
 """Spatial transforms of decoded frames (PySlowFast semantics), and the one place clips are normalised.
 
 Frames arrive as uint8 (T, H, W, 3) RGB from :mod:`vov3d.datasets.decode` and leave as float32
-(C, T, H, W), normalised with ``DATA.MEAN`` / ``DATA.STD`` (given in the channel order fed to the model:
-RGB, or BGR when ``DATA.REVERSE_INPUT_CHANNEL``).
+(C, T, H, W), normalised with ``DATA.MEAN`` / ``DATA.STD`` (given in the channel order fed to the model).
+
+Channel order, as the official code feeds it: its Something-Something loaders read JPEG frames with
+OpenCV (BGR) and ``DATA.REVERSE_INPUT_CHANNEL`` flips them to RGB; its Kinetics loader decodes RGB
+with PyAV and the key flips it to BGR. Our decoders always give RGB, so a dataset says which order the
+official loader produced (``official_bgr``) and the model gets BGR exactly when the official pipeline
+gave it BGR for the same config: official SS configs (key True) feed RGB, the official X3D-L SS config
+(key unset) feeds BGR, Kinetics feeds RGB unless the key is set.
 
 * train: short side jittered in ``DATA.TRAIN_JITTER_SCALES`` (uniform, or uniform in 1/scale with
   ``DATA.INV_UNIFORM_SAMPLE``), a random ``TRAIN_CROP_SIZE`` square crop, a horizontal flip with
@@ -11,7 +17,10 @@ RGB, or BGR when ``DATA.REVERSE_INPUT_CHANNEL``).
   ``TEST_CROP_SIZE``: 3 crops (0: left/top end, 1: centre, 2: right/bottom end along the long side,
   PySlowFast ``uniform_crop``) or 1 (centre).
 
-Resizing is bilinear on float (``F.interpolate``, ``align_corners=False``), as PySlowFast does.
+Resizing is bilinear (``F.interpolate``, ``align_corners=False``, no antialiasing, as PySlowFast) on
+the uint8 frames, channels-last as the decoder gives them: 5x faster than on float on this CPU (measured
+5.7 vs 29 ms per 16-frame 340x256 clip), within 1 grey level of the float result. The single float
+conversion is the normalisation, written straight into the output clip.
 """
 
 import math
@@ -21,9 +30,9 @@ import torch
 import torch.nn.functional as F
 
 
-def to_float(frames):
-    """Returns uint8 (T, H, W, 3) frames as float32 (T, 3, H, W) in 0-255."""
-    return frames.permute(0, 3, 1, 2).float()
+def to_tchw(frames):
+    """Returns uint8 (T, H, W, 3) frames as a (T, 3, H, W) channels-last view (no copy)."""
+    return frames.permute(0, 3, 1, 2)
 
 
 def short_side_size(height, width, size):
@@ -34,7 +43,7 @@ def short_side_size(height, width, size):
 
 
 def resize_short_side(x, size):
-    """Returns float (T, C, H, W) frames resized (bilinear) so the short side equals size."""
+    """Returns (T, C, H, W) frames (uint8 or float) resized, bilinear, so the short side equals size."""
     new_h, new_w = short_side_size(x.shape[-2], x.shape[-1], size)
     if (new_h, new_w) == tuple(x.shape[-2:]):
         return x
@@ -73,45 +82,61 @@ def uniform_crop(x, size, spatial_idx):
 class ClipTransform:
     """Turns decoded uint8 frames into normalised clips for one split, from the DATA.* / TEST.* keys."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, official_bgr=False):
         d = cfg.DATA
         self.jitter = (int(d.TRAIN_JITTER_SCALES[0]), int(d.TRAIN_JITTER_SCALES[1]))
         self.inverse_uniform = bool(d.INV_UNIFORM_SAMPLE)
         self.train_crop = int(d.TRAIN_CROP_SIZE)
         self.test_crop = int(d.TEST_CROP_SIZE)
         self.flip = bool(d.RANDOM_FLIP)
-        self.bgr = bool(d.REVERSE_INPUT_CHANNEL)
-        # Folding 1/255 into the scale lets normalisation be one fused multiply-add.
+        self.bgr = bool(d.REVERSE_INPUT_CHANNEL) != bool(official_bgr)
+        # 1/255 folded into the scale: normalisation is one multiply and one add per value.
         std = torch.tensor(d.STD, dtype=torch.float32)
-        self.scale = (1.0 / (255.0 * std)).view(1, 3, 1, 1)
-        self.shift = (-torch.tensor(d.MEAN, dtype=torch.float32) / std).view(1, 3, 1, 1)
+        self.scale = (1.0 / (255.0 * std)).view(3, 1, 1, 1)
+        self.shift = (-torch.tensor(d.MEAN, dtype=torch.float32) / std).view(3, 1, 1, 1)
 
-    def normalize(self, x):
-        """Returns float (T, 3, H, W) 0-255 frames normalised (channel order swapped first if BGR)."""
+    def normalize(self, x, out=None):
+        """Returns (T, 3, H, W) 0-255 frames as a normalised float32 (3, T, H, W) clip, written into out if given.
+
+        The channel order is swapped to BGR first when the official pipeline would feed BGR (see above).
+        """
+        x = x.transpose(0, 1)
         if self.bgr:
-            x = x.flip(1)
-        return torch.addcmul(self.shift, x, self.scale)
+            x = x.flip(0)
+        if out is None:
+            out = torch.empty(x.shape, dtype=torch.float32)
+        # Convert-copy then in-place scale/shift: 2x faster than one mixed-dtype, strided addcmul.
+        out.copy_(x)
+        return out.mul_(self.scale).add_(self.shift)
 
-    def train(self, frames, rng=random):
-        """Returns one augmented training clip, float32 (C, T, H, W), from uint8 (T, H, W, 3) frames."""
-        x = to_float(frames)
+    def train(self, frames, rng=random, out=None):
+        """Returns one augmented training clip, float32 (C, T, H, W) (written into out if given),
+        from uint8 (T, H, W, 3) frames."""
         size = jitter_scale(*self.jitter, self.inverse_uniform, rng)
-        x = resize_short_side(x, max(size, self.train_crop))  # never smaller than the crop
-        x = random_crop(x, self.train_crop, rng)
+        x = resize_short_side(to_tchw(frames), max(size, self.train_crop))  # never smaller than the crop
+        # Plain (T, C, H, W) layout before the float copy: a strided channels-last read is 2x slower.
+        x = random_crop(x, self.train_crop, rng).contiguous()
         if self.flip and rng.random() < 0.5:
             x = x.flip(-1)
-        return self.normalize(x).transpose(0, 1).contiguous()
+        return self.normalize(x, out)
 
-    def eval_views(self, decoded, num_clips, num_crops):
-        """Returns float32 (V, C, T, H, W) views, V = num_clips * num_crops, clip-major.
+    def eval_views(self, decoded, num_clips, num_crops, out=None):
+        """Returns float32 (V, C, T, H, W) views (written into out if given), V = num_clips * num_crops, clip-major.
 
         decoded: DecodedFrames whose request order is clip-major (clip k = requests [k*T, (k+1)*T)).
-        Each distinct frame is resized and normalised once, then every view is cut from it.
+        Each distinct frame is resized once; every view is cut from the resized frames.
         """
         if num_crops not in (1, 3):
             raise ValueError(f"TEST.NUM_SPATIAL_CROPS must be 1 or 3, got {num_crops}")
-        frames = self.normalize(resize_short_side(to_float(decoded.frames), self.test_crop))
-        clips = frames[decoded.index].view(num_clips, -1, *frames.shape[1:])  # (K, T, C, H, W)
+        # Plain (T, C, H, W) layout: the per-view float copies then read contiguous rows (2x faster).
+        frames = resize_short_side(to_tchw(decoded.frames), self.test_crop).contiguous()
+        num_frames = decoded.index.numel() // num_clips
+        s = self.test_crop
+        if out is None:
+            out = torch.empty(num_clips * num_crops, 3, num_frames, s, s, dtype=torch.float32)
         crop_ids = (0, 1, 2) if num_crops == 3 else (1,)
-        views = [uniform_crop(clip, self.test_crop, c).transpose(0, 1) for clip in clips for c in crop_ids]
-        return torch.stack(views)
+        for k in range(num_clips):
+            clip = frames[decoded.index[k * num_frames : (k + 1) * num_frames]]
+            for j, c in enumerate(crop_ids):
+                self.normalize(uniform_crop(clip, s, c), out=out[k * num_crops + j])
+        return out

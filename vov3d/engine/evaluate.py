@@ -267,6 +267,7 @@ def test(cfg):
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
     vlog.setup_logging(cfg.OUTPUT_DIR)
     env.set_seed(cfg.RNG_SEED + du.get_rank())
+    test_loader = data_loader.construct_loader(cfg, "test")  # data first: wrong paths fail fast
     model = build_model(cfg)
     device = model_device(cfg)
     path = pick_test_checkpoint(cfg)
@@ -281,7 +282,6 @@ def test(cfg):
     else:
         logger.warning("No checkpoint to test (TEST/TRAIN.CHECKPOINT_FILE_PATH empty, none in %s): testing "
                        "random weights, which is only useful for debugging.", cu.get_checkpoint_dir(cfg.OUTPUT_DIR))
-    test_loader = data_loader.construct_loader(cfg, "test")
     num_videos = len(test_loader.dataset)
     views = cfg.TEST.NUM_ENSEMBLE_VIEWS * cfg.TEST.NUM_SPATIAL_CROPS
     logger.info("Testing %d videos x %d views (%d clips x %d crops) on %d process(es)", num_videos, views,
@@ -351,3 +351,6 @@ def test(cfg):
                                            "test_dataset_size": num_videos})
     du.synchronize()
     return rep
+
+
+test.__test__ = False  # not a pytest test when imported into a test module

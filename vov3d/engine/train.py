@@ -225,17 +225,24 @@ def is_eval_epoch(cfg, cur_epoch):
 
 
 def log_model_info(model, cfg):
-    """Logs the parameter count (and FLOPs when vov3d.utils.model_stats offers them)."""
+    """Logs the parameter count and, from vov3d.utils.model_stats, GFLOPs and activations of one test
+    clip (computed in eval mode with the RNG preserved, so logging never changes the run)."""
     n = sum(p.numel() for p in model.parameters())
     logger.info("Model %s: %.3fM parameters", cfg.MODEL.MODEL_NAME, n / 1e6)
     try:
-        from vov3d.utils import model_stats  # optional, owned by another module
+        from vov3d.utils import model_stats  # optional, owned by the models
 
-        fn = getattr(model_stats, "log_model_info", None)
-        if fn is not None:
-            fn(model, cfg)
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad(), env.rng_preserved():
+                s = model_stats.model_summary(model, cfg)
+        finally:
+            model.train(was_training)
+        logger.info("Model %s: %.4g GFLOPs, %.4gM activations for input %s", cfg.MODEL.MODEL_NAME, s["gflops"],
+                    s["activations_m"], s["input_shape"])
     except Exception as e:  # FLOP counting must never stop training
-        logger.debug("model_stats unavailable: %s", e)
+        logger.info("FLOPs not computed: %s", e)
 
 
 def _dataset_size(loader):
@@ -263,6 +270,12 @@ def train(cfg):
     if du.is_master_proc():
         logger.info("Train with config:\n%s", cfg.dump())
 
+    # Data first: a wrong path fails in a second, before any model work.
+    train_loader = data_loader.construct_loader(cfg, "train")
+    need_val = cfg.TRAIN.EVAL_PERIOD > 0
+    val_loader = data_loader.construct_loader(cfg, "val") if need_val else None
+
+    env.set_seed(cfg.RNG_SEED)  # same initial weights on every process
     model = build_model(cfg)
     device = model_device(cfg)
     if cfg.LOG_MODEL_INFO and du.is_master_proc():
@@ -307,9 +320,6 @@ def train(cfg):
 
     train_model = wrap_ddp(cfg, model)
 
-    train_loader = data_loader.construct_loader(cfg, "train")
-    need_val = cfg.TRAIN.EVAL_PERIOD > 0
-    val_loader = data_loader.construct_loader(cfg, "val") if need_val else None
     sizes = {"train": _dataset_size(train_loader), "val": _dataset_size(val_loader) if val_loader else None}
     write_run_manifest(cfg, sizes, resumed_from)
     epoch_iters = len(train_loader)
@@ -343,8 +353,10 @@ def train(cfg):
                                   device, ema=ema, last_checkpoint=last_ckpt)
         bad_total[str(cur_epoch + 1)] = train_stats["bad_samples"]
         eval_now = is_eval_epoch(cfg, cur_epoch) and val_loader is not None
+        ckpt_now = cu.is_checkpoint_epoch(cfg, cur_epoch)
         eval_model = ema.module if (ema is not None and cfg.TRAIN.EMA.EVAL) else model
-        if eval_now and cfg.BN.USE_PRECISE_STATS and cfg.BN.NUM_BATCHES_PRECISE > 0:
+        # As PySlowFast: precise BN before every evaluation and every checkpoint (the tested weights).
+        if (eval_now or ckpt_now) and cfg.BN.USE_PRECISE_STATS and cfg.BN.NUM_BATCHES_PRECISE > 0:
             calculate_and_update_precise_bn(train_loader, eval_model, cfg.BN.NUM_BATCHES_PRECISE, cfg, device)
         improved = False
         if eval_now:
@@ -355,7 +367,6 @@ def train(cfg):
                 improved = True
             val_stats["min_top1_err"] = best["top1_err"]
             vlog.log_json_stats(val_stats, cfg.OUTPUT_DIR)
-        ckpt_now = cu.is_checkpoint_epoch(cfg, cur_epoch)
         if ckpt_now or (improved and cfg.TRAIN.BEST_CHECKPOINT):
             extra_state = {"rng_state": gather_rng_states(), "best_top1_err": best["top1_err"],
                            "best_epoch": best["epoch"]}

@@ -57,3 +57,39 @@ def pool_size_for(cfg):
     spatial = -(-cfg.DATA.TRAIN_CROP_SIZE // 32)
     return (cfg.DATA.NUM_FRAMES, spatial, spatial)
 
+
+
+class PoolFCHead(nn.Module):
+    """Average pool -> [dropout] -> fc: the head of the ResNet-style and Inception-style zoo models.
+
+    `pool_size` None pools globally (torchvision / VMZ video ResNets, P3D, SmallBigNet). A kernel
+    (t, h, w) pools with stride 1 and is clipped to the feature map, as TF-slim's
+    `reduced_kernel_size_3d` does for S3D's 2x7x7; larger inputs then leave several positions.
+    The fc runs at every remaining position (the same as a 1x1x1 conv classifier). Train mode
+    returns the logits averaged over positions, (N, K), as torchvision's S3D does; eval mode
+    applies the softmax (or sigmoid) at each position and returns the mean: probabilities.
+    """
+
+    def __init__(self, dim_in, num_classes, pool_size=None, dropout_rate=0.0, act_func="softmax"):
+        super().__init__()
+        if act_func not in ("softmax", "sigmoid"):
+            raise NotImplementedError(f"MODEL.HEAD_ACT {act_func!r} is not supported (softmax | sigmoid)")
+        self.pool_size = tuple(pool_size) if pool_size else None
+        self.act_func = act_func
+        if dropout_rate > 0.0:
+            self.dropout = nn.Dropout(dropout_rate)
+        self.fc = nn.Linear(dim_in, num_classes, bias=True)
+
+    def forward(self, x):
+        if self.pool_size is None:
+            x = x.mean((2, 3, 4), keepdim=True)
+        else:
+            kernel = [min(k, s) for k, s in zip(self.pool_size, x.shape[2:])]
+            x = nn.functional.avg_pool3d(x, kernel, stride=1)
+        x = x.permute(0, 2, 3, 4, 1)
+        if hasattr(self, "dropout"):
+            x = self.dropout(x)
+        x = self.fc(x)
+        if not self.training:
+            x = x.softmax(dim=-1) if self.act_func == "softmax" else x.sigmoid()
+        return x.mean((1, 2, 3))

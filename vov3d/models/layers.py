@@ -75,3 +75,22 @@ def init_weights(model, fc_init_std=0.01, zero_init_final_bn=True):
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
     return model
+
+
+def rename_state_dict(state, prefix_map, reshape=None):
+    """Returns a copy of `state` with key prefixes renamed by `prefix_map` (first match wins).
+
+    The conversion tables of the zoo models (torchvision, VMZ, official SmallBigNet and P3D names
+    -> ours) are such maps. Keys that match no prefix are kept. `reshape(new_key, tensor)`, when
+    given, may return a tensor of another shape (e.g. a 1x1x1 conv weight for a linear one).
+    Keys already in our naming pass through unchanged, so converting twice is harmless.
+    """
+    out = {}
+    for key, value in state.items():
+        new_key = key
+        for old, new in prefix_map.items():
+            if key.startswith(old) and not key.startswith(new):
+                new_key = new + key[len(old):]
+                break
+        out[new_key] = reshape(new_key, value) if reshape is not None else value
+    return out

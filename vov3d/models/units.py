@@ -95,3 +95,49 @@ def attach_middle(block, name, width, stride, temporal_kernel=3):
     for child_name, module in modules.items():
         block.add_module(child_name, module)
     return list(modules)
+
+
+# ---------------------------------------------------------------------------- #
+# Full convs of ResNet-3D blocks (R(2+1)D, R3D, MC3, CSN)
+# ---------------------------------------------------------------------------- #
+# A ResNet-3D block asks for a whole conv (width change, (t, s, s) stride) rather than a middle.
+# Modules come in VMZ / torchvision layout (nn.Sequential indices), so that state_dict names equal
+# theirs. The mid width of r2plus1d is r2plus1d_mid_width above unless given.
+
+
+def resnet3d_conv(kind, dim_in, dim_out, stride=1, mid_width=None):
+    """Returns (conv module, shortcut stride) for a 3x3x3-equivalent conv of `kind`.
+
+    conv3d   full 3x3x3, stride (s, s, s) (R3D)
+    conv2d   full 1x3x3, stride (1, s, s): no temporal conv nor stride (MC3's upper stages)
+    r2plus1d 1x3x3 (-> M) -> BN -> ReLU -> 3x1x1, spatial then temporal stride (Tran et al.)
+    ir       depthwise 3x3x3 (ir-CSN); needs dim_in == dim_out
+    ip       1x1x1 -> BN -> depthwise 3x3x3 (ip-CSN), no ReLU between (VMZ)
+    """
+    s = stride
+    if kind == "conv3d":
+        return nn.Conv3d(dim_in, dim_out, 3, stride=s, padding=1, bias=False), (s, s, s)
+    if kind == "conv2d":
+        conv = nn.Conv3d(dim_in, dim_out, (1, 3, 3), stride=(1, s, s), padding=(0, 1, 1), bias=False)
+        return conv, (1, s, s)
+    if kind == "r2plus1d":
+        mid = mid_width or r2plus1d_mid_width(dim_in, dim_out)
+        conv = nn.Sequential(
+            nn.Conv3d(dim_in, mid, (1, 3, 3), stride=(1, s, s), padding=(0, 1, 1), bias=False),
+            nn.BatchNorm3d(mid),
+            nn.ReLU(inplace=True),
+            nn.Conv3d(mid, dim_out, (3, 1, 1), stride=(s, 1, 1), padding=(1, 0, 0), bias=False),
+        )
+        return conv, (s, s, s)
+    if kind == "ir":
+        if dim_in != dim_out:
+            raise ValueError(f"ir-CSN's depthwise conv keeps the width; got {dim_in} -> {dim_out}")
+        return nn.Conv3d(dim_in, dim_out, 3, stride=s, padding=1, groups=dim_in, bias=False), (s, s, s)
+    if kind == "ip":
+        conv = nn.Sequential(
+            nn.Conv3d(dim_in, dim_out, 1, bias=False),
+            nn.BatchNorm3d(dim_out),
+            nn.Conv3d(dim_out, dim_out, 3, stride=s, padding=1, groups=dim_out, bias=False),
+        )
+        return conv, (s, s, s)
+    raise KeyError(f"Unknown ResNet-3D conv {kind!r}; choose one of conv3d, conv2d, r2plus1d, ir, ip")

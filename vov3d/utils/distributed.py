@@ -252,11 +252,15 @@ def init_process_group(cfg, rank, world_size, local_rank, init_method, timeout_m
     if cfg.NUM_GPUS > 0:
         if not torch.cuda.is_available():
             raise RuntimeError(f"NUM_GPUS is {cfg.NUM_GPUS} but CUDA is not available; set NUM_GPUS 0 to run on CPU")
-        if local_rank >= torch.cuda.device_count():
-            raise RuntimeError(
-                f"local rank {local_rank} needs GPU {local_rank}, but only {torch.cuda.device_count()} are visible"
-            )
-        torch.cuda.set_device(local_rank)
+        visible = torch.cuda.device_count()
+        if local_rank < visible:
+            gpu = local_rank
+        elif visible == 1:  # the scheduler gave each process its own single GPU (e.g. SLURM --gpus-per-task 1)
+            gpu = 0
+        else:
+            raise RuntimeError(f"local rank {local_rank} needs GPU {local_rank}, but only {visible} are visible")
+        torch.cuda.set_device(gpu)
+        local_rank = gpu
     if world_size <= 1:
         return
     backend = cfg.DIST_BACKEND if cfg.NUM_GPUS > 0 else "gloo"

@@ -34,8 +34,9 @@ def parse_args(argv=None):
     return build_parser().parse_args(sys.argv[1:] if argv is None else argv)
 
 
-def check_cfg(cfg):
-    """Raises ConfigError naming the key to fix when values cannot work together."""
+def check_cfg(cfg, launched=False, check_devices=True):
+    """Raises ConfigError naming the key to fix when values cannot work together (`launched`: the
+    processes were started by torchrun / SLURM, which may give each one GPU of its own)."""
     if cfg.SHARD_ID >= cfg.NUM_SHARDS or cfg.SHARD_ID < 0:
         raise ConfigError(f"SHARD_ID {cfg.SHARD_ID} must be in [0, NUM_SHARDS={cfg.NUM_SHARDS})")
     world = du.expected_world_size(cfg)
@@ -66,11 +67,11 @@ def check_cfg(cfg):
         raise ConfigError("SOLVER.STEPS and SOLVER.LRS must be non-empty lists of equal length for steps_with_relative_lrs")
     if cfg.SOLVER.MAX_EPOCH < 1:
         raise ConfigError(f"SOLVER.MAX_EPOCH must be >= 1, got {cfg.SOLVER.MAX_EPOCH}")
-    if cfg.NUM_GPUS > 0:
+    if cfg.NUM_GPUS > 0 and check_devices:
         import torch
 
         visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if visible < cfg.NUM_GPUS:
+        if visible < (1 if launched else cfg.NUM_GPUS):
             raise ConfigError(
                 f"NUM_GPUS is {cfg.NUM_GPUS} but {visible} CUDA device(s) are visible: set NUM_GPUS {visible}"
                 + (" (CPU)" if visible == 0 else "")
@@ -92,9 +93,10 @@ def scale_lr_by_shards(cfg):
     return cfg
 
 
-def load_config(args, path_to_config=None):
+def load_config(args, path_to_config=None, check_devices=True):
     """Returns the frozen-free config: defaults <- YAML (`args.cfg_file`) <- `args.opts`, with NUM_SHARDS /
-    SHARD_ID from the flags or the launch environment, checked, LR-scaled by shards."""
+    SHARD_ID from the flags or the launch environment, checked, LR-scaled by shards. `check_devices`
+    False skips the visible-GPU check (submitting from a machine without GPUs)."""
     cfg = get_cfg()
     path = path_to_config or getattr(args, "cfg_file", None)
     if path:
@@ -117,7 +119,7 @@ def load_config(args, path_to_config=None):
             f"{du.expected_world_size(cfg)} (NUM_SHARDS {cfg.NUM_SHARDS} x NUM_GPUS {cfg.NUM_GPUS})"
         )
     cfg = assert_and_infer_cfg(cfg)
-    check_cfg(cfg)
+    check_cfg(cfg, launched=launch is not None, check_devices=check_devices)
     scale_lr_by_shards(cfg)
     warn_unimplemented(cfg)
     return cfg
