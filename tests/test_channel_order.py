@@ -32,3 +32,11 @@ def test_channel_rule(reverse, official_bgr, first_channel_red):
 def test_datasets_declare_the_official_decoder_order():
     assert Ssv1.official_bgr and Ssv2.official_bgr and Demo.official_bgr
     assert not Kinetics.official_bgr
+
+
+def test_official_torchvision_backend_reads_as_pyav():
+    from vov3d.datasets.decode import resolve_backend
+
+    assert resolve_backend("torchvision") == "pyav"
+    with pytest.raises(ValueError, match="DECODING_BACKEND"):
+        resolve_backend("decord")

@@ -30,7 +30,7 @@ from typing import List, Union
 import torch
 
 from vov3d.datasets import sampling
-from vov3d.datasets.decode import DecodeError, FrameFolder, decode_frames
+from vov3d.datasets.decode import DecodeError, FrameFolder, decode_frames, resolve_backend
 from vov3d.datasets.transforms import ClipTransform
 
 logger = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class VideoClipDataset(torch.utils.data.Dataset):
         self.num_frames = int(d.NUM_FRAMES)
         self.num_clips = int(cfg.TEST.NUM_ENSEMBLE_VIEWS)
         self.num_crops = int(cfg.TEST.NUM_SPATIAL_CROPS)
-        self.backend = d.DECODING_BACKEND
+        self.backend = resolve_backend(d.DECODING_BACKEND)
         self.view_offset = d.SS_TEST_VIEW_OFFSET
         self.max_retries = int(d.MAX_BAD_SAMPLE_RETRIES)
         self.min_frames = self.num_frames if d.MIN_VIDEO_FRAMES < 0 else max(int(d.MIN_VIDEO_FRAMES), 1)

@@ -113,6 +113,20 @@ def torchcodec_available():
     return True, ""
 
 
+def resolve_backend(name):
+    """Returns the decoding backend for DATA.DECODING_BACKEND.
+
+    Official configs may name "torchvision", whose video decoding torchvision 0.28 removed: it is
+    read as "pyav" (the same frames), with a warning. Unknown names raise ValueError.
+    """
+    if name == "torchvision":
+        logger.warning("DATA.DECODING_BACKEND torchvision: torchvision no longer decodes video; using pyav")
+        return "pyav"
+    if name not in BACKENDS:
+        raise ValueError(f"DATA.DECODING_BACKEND must be one of {BACKENDS}, got {name!r}")
+    return name
+
+
 def decode_frames(
     source,
     *,
