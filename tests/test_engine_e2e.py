@@ -23,6 +23,16 @@ TINY = ["NUM_GPUS", "0", "DATA_LOADER.NUM_WORKERS", "0", "VOV3D.INNER_CH", "4", 
         "TRAIN.CHECKPOINT_PERIOD", "1"]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """One intra-op thread: on a shared 2-core machine, spinning OpenMP threads make tiny models crawl."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+
 def _cfg(config, data, out, *opts):
     args = build_parser().parse_args(["--cfg", os.path.join(REPO, config)])
     args.opts = [*data.cfg_opts(), *TINY, "OUTPUT_DIR", str(out), *opts]

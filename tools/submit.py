@@ -9,7 +9,6 @@ requeued and resumes from its newest checkpoint (TRAIN.AUTO_RESUME). Logs: OUTPU
 OUTPUT_DIR/submitit/.
 """
 
-import argparse
 import os
 import sys
 

@@ -405,6 +405,7 @@ _C.DATA.TEST_ANNOTATION = ""  # test annotation file; empty: the released valida
 _C.DATA.MAX_BAD_SAMPLE_RETRIES = 10  # train/val: substitutes tried for a bad video before stopping with an error
 _C.DATA.MIN_VIDEO_FRAMES = -1  # a video with fewer decodable frames (in a clip's span) is bad data (-1: NUM_FRAMES)
 _C.DATA.DECODE_THREADS = 0  # decoder threads per video (0: 1 in loader workers, FFmpeg's choice in-process)
+_C.DATA.TEMPORAL_SAMPLING = "auto"  # auto (the dataset's own: segment for SS, dense for Kinetics) | segment | dense
 # Engine extensions are added here by vov3d.engine.
 _C.TRAIN.MIXED_PRECISION = False  # autocast forward/loss (CUDA; bf16 also works on CPU)
 _C.TRAIN.MIXED_PRECISION_DTYPE = "bfloat16"  # bfloat16 | float16 (float16 adds a GradScaler)

@@ -96,6 +96,10 @@ class VideoClipDataset(torch.utils.data.Dataset):
         self.min_frames = self.num_frames if d.MIN_VIDEO_FRAMES < 0 else max(int(d.MIN_VIDEO_FRAMES), 1)
         self.decode_threads = int(d.DECODE_THREADS)
         self.transform = ClipTransform(cfg, official_bgr=self.official_bgr)
+        if d.TEMPORAL_SAMPLING != "auto":
+            if d.TEMPORAL_SAMPLING not in ("segment", "dense"):
+                raise ValueError(f"DATA.TEMPORAL_SAMPLING must be auto, segment or dense, got {d.TEMPORAL_SAMPLING!r}")
+            self.sampling = d.TEMPORAL_SAMPLING
 
         records, self.class_names = self._load()
         self.records, self.missing = self._drop_missing(records)
@@ -219,6 +223,18 @@ class VideoClipDataset(torch.utils.data.Dataset):
                 fn = lambda n: sampling.segment_views(n, T, num_views, self.view_offset)  # noqa: E731
             else:
                 fn = lambda n: sampling.segment_indices(n, T, view, num_views, self.view_offset, rng)  # noqa: E731
+            kw = {"index_fn": fn}
+        elif isinstance(record.source, FrameFolder):
+            # Frames have no timestamps: dense clips are SAMPLING_RATE frames apart.
+            rate = int(self.cfg.DATA.SAMPLING_RATE)
+
+            def fn(n):
+                if view == "all":
+                    times = sampling.dense_views(0.0, n, T, rate, 1.0, num_views)
+                else:
+                    times = sampling.dense_times(0.0, n, T, rate, 1.0, view, num_views, rng)
+                return [min(int(t), n - 1) for t in times]
+
             kw = {"index_fn": fn}
         else:
             d = self.cfg.DATA

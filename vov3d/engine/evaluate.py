@@ -259,7 +259,7 @@ def test(cfg):
     top5_acc, mean_class_acc, num_videos, invalid ids, ...). Writes test_scores.pt, the per-class
     table and the confusion matrix into OUTPUT_DIR on the master process."""
     from vov3d.datasets import loader as data_loader
-    from vov3d.engine import train as engine_train
+    from vov3d.engine import train as engine_train  # the module (vov3d.engine defines no functions)
     from vov3d.models import build_model
     from vov3d.models.build import model_device
     from vov3d.utils import env

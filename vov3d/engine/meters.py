@@ -43,15 +43,15 @@ class TrainMeter:
 
     def reset(self):
         """Clears the epoch and window accumulators."""
-        z = lambda: torch.zeros((), dtype=torch.float64, device=self.device)  # noqa: E731
         # window: loss_sum, top1_correct, top5_correct, samples
         self.win = torch.zeros(4, dtype=torch.float64, device=self.device)
         self.tot = torch.zeros(4, dtype=torch.float64, device=self.device)
         self.first_bad_iter = torch.full((), -1, dtype=torch.long, device=self.device)
-        self.bad_loss = z()
+        self.bad_loss = torch.zeros((), dtype=torch.float64, device=self.device)
         self.win_data_time = self.win_net_time = 0.0
         self.tot_data_time = self.tot_net_time = 0.0
         self.win_iters = 0
+        self.win_n = self.tot_n = 0  # samples (host-side counts)
         self.lr = None
         self.bad_samples = 0
         self.bad_examples = []
@@ -89,10 +89,12 @@ class TrainMeter:
             c1, c5 = metrics.topks_correct(preds.detach(), labels, (1, 5))
         else:  # soft / multi-label targets: no top-k
             c1 = c5 = torch.zeros((), device=self.device)
-        step = torch.stack([loss.double() * n, c1.double(), c5.double(), torch.tensor(float(n), dtype=torch.float64,
-                                                                                     device=self.device)])
-        self.win += step
-        self.tot += step
+        # Only device ops here: no host<->device copy, so no per-iteration synchronisation on CUDA.
+        step = torch.stack([loss.double() * n, c1.double(), c5.double()])
+        self.win[:3] += step
+        self.tot[:3] += step
+        self.win_n += n
+        self.tot_n += n
 
     def add_bad_samples(self, count, examples):
         """Counts samples the data pipeline substituted in this epoch (this process)."""
@@ -101,8 +103,11 @@ class TrainMeter:
             if len(self.bad_examples) < 5:
                 self.bad_examples.append(e)
 
-    def _reduce(self, vec):
-        """Returns (summed vec over processes, first bad iteration, bad loss value) with one collective."""
+    def _reduce(self, vec, n):
+        """Returns (summed [loss_sum, top1, top5, samples] over processes, first bad iteration, bad loss
+        value) with one collective."""
+        vec = vec.clone()
+        vec[3] = float(n)
         packed = torch.cat([vec, self.first_bad_iter.double().view(1) + 1, self.bad_loss.view(1)])
         flag_idx = vec.numel()
         if du.get_world_size() > 1:
@@ -123,7 +128,7 @@ class TrainMeter:
         """Every LOG_PERIOD iterations (or when `force`): stops on a non-finite loss and logs a line."""
         if not force and (cur_iter + 1) % self.cfg.LOG_PERIOD != 0:
             return
-        total, first_bad, bad_val = self._reduce(self.win)
+        total, first_bad, bad_val = self._reduce(self.win, self.win_n)
         if first_bad is not None:
             raise LossExplosionError(
                 f"Loss is {bad_val} at epoch {cur_epoch + 1}, iteration {first_bad + 1}/{self.epoch_iters} "
@@ -162,13 +167,14 @@ class TrainMeter:
             self.tb_writer.add_scalar("Train/Top5_err", stats["top5_err"], g)
             self.tb_writer.add_scalar("Train/data_time_fraction", dt_data / max(dt, 1e-12), g)
         self.win.zero_()
+        self.win_n = 0
         self.win_data_time = self.win_net_time = 0.0
         self.win_iters = 0
 
     def log_epoch(self, cur_epoch):
         """Logs the epoch summary (json_stats), the bad-sample summary and the data-time warning;
         returns the stats dict."""
-        total, _, _ = self._reduce(self.tot)
+        total, _, _ = self._reduce(self.tot, self.tot_n)
         loss_sum, c1, c5, n = total.tolist()
         n = max(n, 1.0)
         data_t, net_t, bad = du.all_reduce_scalars([self.tot_data_time, self.tot_net_time, self.bad_samples])

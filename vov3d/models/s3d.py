@@ -153,7 +153,9 @@ class S3D(nn.Module):
             if name == "Mixed_4b":
                 self.MaxPool_4a_3x3 = nn.MaxPool3d(3, stride=2, padding=1)
             elif name == "Mixed_5b":
-                self.MaxPool_5a_2x2 = nn.MaxPool3d(2, stride=2)
+                # ceil: TF's SAME padding; the same as torchvision's floor on even sizes, and it
+                # keeps a 1-frame map (short clips) alive.
+                self.MaxPool_5a_2x2 = nn.MaxPool3d(2, stride=2, ceil_mode=True)
             block = InceptionBlock(dim, *widths, temporal(name), c.SEPARABLE, c.TEMPORAL_BN, gated(name))
             self.add_module(name, block)
             dim = block.dim_out

@@ -1,6 +1,5 @@
 """Logging: console + OUTPUT_DIR/stdout.log on the master process, PySlowFast-style json_stats lines."""
 
-import builtins
 import decimal
 import json
 import logging
