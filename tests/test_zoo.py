@@ -187,16 +187,16 @@ def test_torchvision_state_dict_loads_and_gives_same_outputs(builder, config, op
 
 
 def test_checkpoint_loader_converts_torchvision_file(tmp_path):
+    """A torchvision .pth file loads through load_checkpoint (conversion, then fine-tuning to 7 classes)."""
     from vov3d.utils import checkpoint as cu
 
-    tv = torchvision.models.video.r2plus1d_18(weights=None, num_classes=7)
+    tv = torchvision.models.video.r2plus1d_18(weights=None)
     path = tmp_path / "tv.pth"
     torch.save(tv.state_dict(), path)
     model = build_model(zoo_cfg("Kinetics/R2plus1D_18_16x1_torchvision.yaml", "MODEL.NUM_CLASSES", 7))
-    state = model.convert_state_dict(cu.read_checkpoint(str(path))["model_state"])
-    model.load_state_dict(state)
-    assert torch.equal(model.head.fc.weight, tv.fc.weight)
-    assert model.CLASSIFIER == "head.fc"
+    assert cu.load_checkpoint(str(path), model) == -1
+    assert torch.equal(model.layer4[1].conv2[0][3].weight, tv.layer4[1].conv2[0][3].weight)
+    assert torch.equal(model.stem[0].weight, tv.stem[0].weight) and model.head.fc.weight.shape == (7, 512)
 
 
 def _tiny(config, *opts):

@@ -70,6 +70,10 @@ class DecodedFrames:
     index: torch.Tensor  # int64 (R,): request r is frames[index[r]]
     num_frames: int  # frames decoded: the whole video (index mode) or the decoded span (time mode)
     info: VideoInfo
+    # Time mode: frames an intact video holds between the first and last requested times. A clip
+    # whose rate is below the video's fps repeats frames legitimately, so "too few frames" is judged
+    # against this, not against the number of requests.
+    span_capacity: Optional[int] = None
 
     def ordered(self):
         """Returns the requested frames in request order, uint8 (R, H, W, 3)."""
@@ -157,10 +161,11 @@ def decode_frames(
             out = _torchcodec_decode(path, threads, index_fn, times_fn)
         else:
             raise ValueError(f"DATA.DECODING_BACKEND must be one of {BACKENDS}, got {backend!r}")
-    if out.num_frames < min_frames:
+    needed = min_frames if out.span_capacity is None else max(1, min(min_frames, out.span_capacity))
+    if out.num_frames < needed:
         raise DecodeError(
             source.path if isinstance(source, FrameFolder) else source,
-            f"too few frames: {out.num_frames} decoded, {min_frames} needed",
+            f"too few frames: {out.num_frames} decoded, {needed} needed",
         )
     return out
 
@@ -315,7 +320,8 @@ class _PyAVDecoder:
         return DecodedFrames(frames, index, len(decoded), self.info)
 
     def _by_time(self, times_fn):
-        times = _clamp_times(times_fn(self.info), self.info)
+        requested = list(times_fn(self.info))
+        times = _clamp_times(requested, self.info)
         if not times:
             raise ValueError(f"{self.path}: times_fn asked for no frames")
         first, last = min(times), max(times)
@@ -331,7 +337,9 @@ class _PyAVDecoder:
         distinct, index = _unique(positions)
         frames = self._to_tensor([decoded[p][1] for p in distinct])
         # Frames the clip spans (the decoded span also holds frames from the keyframe before it).
-        return DecodedFrames(frames, index, max(positions) - min(positions) + 1, self.info)
+        # Judged on the requested (unclamped) span: a video shorter than its clip stays too short.
+        capacity = int((max(requested) - min(requested)) * self.info.fps) if self.info.fps else None
+        return DecodedFrames(frames, index, max(positions) - min(positions) + 1, self.info, capacity)
 
     def _span(self, first, last):
         """Returns [(seconds, frame)] sorted by time: the frame displayed at `first` and all up to `last`.
@@ -383,7 +391,8 @@ def _torchcodec_decode(path, threads, index_fn, times_fn):
             distinct, index = _unique(indices)
             frames = decoder.get_frames_at(indices=distinct).data
             return DecodedFrames(frames.contiguous(), index, num, info)
-        times = _clamp_times(times_fn(info), info)
+        requested = list(times_fn(info))
+        times = _clamp_times(requested, info)
         _check_truncated(path, info, content_end, max(times))
         begin = float(m.begin_stream_seconds)
         # get_frames_played_at needs times inside [begin, end): clamp like the PyAV path does.
@@ -396,7 +405,8 @@ def _torchcodec_decode(path, threads, index_fn, times_fn):
         frames = batch.data[[first_of[p] for p in distinct_pts]]
         fps = info.fps or 30.0
         used = max(1, int(round((max(distinct_pts) - min(distinct_pts)) * fps)) + 1)
-        return DecodedFrames(frames.contiguous(), index, used, info)
+        capacity = int((max(requested) - min(requested)) * fps)
+        return DecodedFrames(frames.contiguous(), index, used, info, capacity)
     except DecodeError:
         raise
     except (RuntimeError, IndexError, ValueError) as e:

@@ -62,7 +62,9 @@ class Bottleneck(nn.Module):
         super().__init__()
         dim_out = planes * self.expansion
         middle, shortcut_stride = resnet3d_conv(conv, planes, planes, stride)
-        self.conv1 = nn.Sequential(nn.Conv3d(dim_in, planes, 1, bias=False), nn.BatchNorm3d(planes), nn.ReLU(inplace=True))
+        self.conv1 = nn.Sequential(
+            nn.Conv3d(dim_in, planes, 1, bias=False), nn.BatchNorm3d(planes), nn.ReLU(inplace=True)
+        )
         self.conv2 = nn.Sequential(middle, nn.BatchNorm3d(planes), nn.ReLU(inplace=True))
         self.conv3 = nn.Sequential(nn.Conv3d(planes, dim_out, 1, bias=False), nn.BatchNorm3d(dim_out))
         self.conv3[1].transform_final_bn = True

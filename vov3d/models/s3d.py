@@ -84,6 +84,7 @@ class GatedSepConv(nn.Sequential):
     def __init__(self, dim_in, dim_out, temporal_kernel, separable, temporal_bn, gating):
         super().__init__(*sep_conv(dim_in, dim_out, 3, 1, temporal_kernel, separable, temporal_bn))
         if gating:
+            # Registered last, so nn.Sequential runs it after the convs (key `gate.fc.weight`).
             self.gate = SelfGating(dim_out)
 
 

@@ -94,7 +94,9 @@ class SmallBigNet(nn.Module):
     def __init__(self, cfg):
         super().__init__()
         if cfg.RESNET.DEPTH not in DEPTHS:
-            raise KeyError(f"RESNET.DEPTH {cfg.RESNET.DEPTH} is not a SmallBigNet depth; choose one of {sorted(DEPTHS)}")
+            raise KeyError(
+                f"RESNET.DEPTH {cfg.RESNET.DEPTH} is not a SmallBigNet depth; choose one of {sorted(DEPTHS)}"
+            )
         self.num_frames = cfg.DATA.NUM_FRAMES
         width = cfg.RESNET.WIDTH_PER_GROUP  # 64; smaller values give the tiny test models
         self.stem = resnet_stem(
