@@ -369,7 +369,9 @@ def train(cfg):
             vlog.log_json_stats(val_stats, cfg.OUTPUT_DIR)
         if ckpt_now or (improved and cfg.TRAIN.BEST_CHECKPOINT):
             extra_state = {"rng_state": gather_rng_states(), "best_top1_err": best["top1_err"],
-                           "best_epoch": best["epoch"]}
+                           "best_epoch": best["epoch"],
+                           # So tools (demo_net) can name predictions without the dataset at hand.
+                           "class_names": list(getattr(train_loader.dataset, "class_names", None) or [])}
             if ema is not None:
                 extra_state["ema_state"] = ema.state_dict()
             if ckpt_now:
