@@ -1,0 +1,484 @@
+"""Model speed benchmark: train step and eval forward of each speed lever, side by side in one run.
+
+Used by `tools/benchmark.py --mode model` (see its --help). For every config and every variant (a
+combination of levers from vov3d/models/speed.py) the model is built with the same seed, warmed up,
+and timed; the variants are interleaved (round robin, rotating order) `repeats` times, so load from
+the shared machine hits them alike, and the median step is reported. Ratios are against `stock`:
+NCTHW (contiguous) layout, stock Conv3d depthwise ops, fp32, no compile, no folding.
+
+Peak memory on CPU is the resident-set high-water mark (ru_maxrss) of a fresh subprocess per
+variant that runs eval forwards first, then train steps; on CUDA it is max_memory_allocated around
+one step. Both are also given as the step's increase over the memory held before the step.
+"""
+
+import argparse
+import copy
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@dataclass
+class Variant:
+    """One lever combination. `fold_bn` and `inference_amp` apply to eval, `train_amp` to the train
+    step; `memory_format` / `depthwise` / `compile` / `cudnn_benchmark` to both."""
+
+    name: str
+    memory_format: str = "contiguous"
+    depthwise: str = "conv3d"
+    fold_bn: bool = False
+    compile: bool = False
+    cudnn_benchmark: bool = False
+    train_amp: str = "off"
+    inference_amp: str = "off"
+
+
+def default_variants(device_type, with_compile=False, cfg=None):
+    """Returns the variants measured by default on `device_type`: stock, each lever alone where
+    it makes sense, the combinations, and `defaults` (what the config's keys select)."""
+    cl, dw = "channels_last_3d", "conv2d"
+    v = [
+        Variant("stock"),
+        Variant("channels_last_3d", memory_format=cl),
+        Variant("dw_conv2d", depthwise=dw),
+        Variant("cl3d+dw_conv2d", memory_format=cl, depthwise=dw),
+        Variant("cl3d+dw_conv2d+fold_bn", memory_format=cl, depthwise=dw, fold_bn=True),
+    ]
+    if device_type == "cuda":
+        v += [
+            Variant("cudnn_benchmark", cudnn_benchmark=True),
+            Variant("cl3d+cudnn_benchmark", memory_format=cl, cudnn_benchmark=True),
+            Variant("cl3d+cudnn_benchmark+fp16", memory_format=cl, cudnn_benchmark=True,
+                    train_amp="float16", inference_amp="float16"),
+            Variant("cl3d+cudnn_benchmark+bf16", memory_format=cl, cudnn_benchmark=True,
+                    train_amp="bfloat16", inference_amp="bfloat16"),
+        ]
+    else:
+        v.append(Variant("cl3d+dw_conv2d+bf16", memory_format=cl, depthwise=dw,
+                         train_amp="bfloat16", inference_amp="bfloat16"))
+    if with_compile:
+        v.append(Variant("cl3d+dw_conv2d+compile", memory_format=cl, depthwise=dw, compile=True))
+    if cfg is not None:
+        v.append(defaults_variant(cfg, device_type))
+    return v
+
+
+def defaults_variant(cfg, device_type):
+    """Returns the variant the config's keys select on `device_type` (what training / testing run)."""
+    from vov3d.models import speed
+
+    fmt = "contiguous" if speed.resolve_memory_format(cfg) == torch.contiguous_format else "channels_last_3d"
+    amp = speed.resolve_inference_amp(cfg, device_type)
+    train_amp = "off"
+    if cfg.TRAIN.MIXED_PRECISION:
+        train_amp = "float16" if cfg.TRAIN.MIXED_PRECISION_DTYPE in ("float16", "fp16", "half") else "bfloat16"
+    return Variant(
+        "defaults", memory_format=fmt, depthwise=speed.resolve_depthwise_impl(cfg, device_type),
+        fold_bn=bool(cfg.MODEL.FOLD_BN), compile=bool(cfg.MODEL.COMPILE),
+        cudnn_benchmark=device_type == "cuda" and bool(cfg.MODEL.CUDNN_BENCHMARK),
+        train_amp=train_amp, inference_amp={None: "off", torch.float16: "float16", torch.bfloat16: "bfloat16"}[amp],
+    )
+
+
+# ----------------------------------------------------------------------------------------------- #
+# Building and running one variant
+# ----------------------------------------------------------------------------------------------- #
+
+
+def benchmark_cfg(cfg_file, opts, device_type, frames=None, crop=None):
+    """Returns the config of `cfg_file` + `opts`, set up for the benchmark device and clip size."""
+    from vov3d.config.defaults import get_cfg
+
+    cfg = get_cfg()
+    if cfg_file:
+        cfg.merge_from_file(cfg_file)
+    cfg.merge_from_list(list(opts or []))
+    cfg.NUM_GPUS = 1 if device_type == "cuda" else 0
+    if frames:
+        cfg.DATA.NUM_FRAMES = frames
+    if crop:
+        cfg.DATA.TRAIN_CROP_SIZE = crop
+        cfg.DATA.TEST_CROP_SIZE = crop
+    return cfg
+
+
+def _dtype(name):
+    return {"off": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def _autocast(device_type, name):
+    dtype = _dtype(name)
+    if dtype is None:
+        import contextlib
+
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device_type, dtype=dtype)
+
+
+class Runner:
+    """One variant of one config: its model (train and eval forms), optimizer, inputs, step functions."""
+
+    def __init__(self, cfg, variant, batch, device):
+        from vov3d.models import build_model, speed
+
+        self.variant, self.device = variant, device
+        cfg = cfg.clone()
+        cfg.defrost()
+        cfg.MODEL.MEMORY_FORMAT = variant.memory_format
+        cfg.MODEL.DEPTHWISE_IMPL = variant.depthwise
+        cfg.MODEL.FOLD_BN = variant.fold_bn
+        cfg.MODEL.COMPILE = variant.compile
+        cfg.MODEL.CUDNN_BENCHMARK = variant.cudnn_benchmark
+        self.cfg = cfg
+        torch.manual_seed(cfg.RNG_SEED)
+        self.model = build_model(cfg)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-5)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=variant.train_amp == "float16")
+        g = torch.Generator().manual_seed(0)
+        crop, frames = cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.NUM_FRAMES
+        clip = torch.randn(batch, cfg.DATA.INPUT_CHANNEL_NUM[0], frames, crop, crop, generator=g)
+        self.inputs = [speed.to_model_format(clip, cfg, device)]
+        self.labels = torch.randint(0, cfg.MODEL.NUM_CLASSES, (batch,), generator=g).to(device)
+        self.train_model = self.model if not variant.compile else torch.compile(self.model)
+        self._eval_model = None
+
+    @property
+    def eval_model(self):
+        if self._eval_model is None:
+            from vov3d.models import speed
+
+            # The eval form is built from the weights as they are now, so it is an inference copy
+            # when folded (and shares the weights otherwise).
+            self._eval_model = speed.prepare_model_for_inference(self.model, self.cfg, self.inputs)
+        return self._eval_model
+
+    def set_global_flags(self):
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = self.variant.cudnn_benchmark
+
+    def sync(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def train_step(self):
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        with _autocast(self.device.type, self.variant.train_amp):
+            out = self.train_model(self.inputs)
+        loss = F.cross_entropy(out.float(), self.labels)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return loss
+
+    @torch.inference_mode()
+    def eval_forward(self):
+        m = self.eval_model
+        m.eval()
+        with _autocast(self.device.type, self.variant.inference_amp):
+            return m(self.inputs)
+
+    def timed(self, fn, iters):
+        """Returns the wall seconds of each of `iters` calls of fn."""
+        out = []
+        for _ in range(iters):
+            self.sync()
+            t = time.perf_counter()
+            fn()
+            self.sync()
+            out.append(time.perf_counter() - t)
+        return out
+
+    @torch.inference_mode()
+    def logits(self, model):
+        """Returns the classifier outputs (pre-softmax) of `model` in eval mode on the inputs, fp32."""
+        captured = []
+        name = getattr(self.model, "CLASSIFIER", None)
+        target = model.get_submodule(name) if name else None
+        handle = target.register_forward_hook(lambda m, i, o: captured.append(o)) if target is not None else None
+        model.eval()
+        try:
+            with _autocast(self.device.type, self.variant.inference_amp):
+                out = model(self.inputs)
+        finally:
+            if handle is not None:
+                handle.remove()
+        return (captured[0] if captured else out).float().cpu()
+
+
+# ----------------------------------------------------------------------------------------------- #
+# Peak memory: one fresh process per variant (CPU), or the CUDA allocator's counters
+# ----------------------------------------------------------------------------------------------- #
+
+
+def _maxrss_mb():
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r / (1024.0 * 1024.0) if sys.platform == "darwin" else r / 1024.0
+
+
+def _current_rss_mb():
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / (1024.0 * 1024.0)
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
+def child_memory(spec):
+    """In a fresh process: build the variant, then eval forwards, then train steps; returns the
+    process's peak RSS after each phase and the RSS held before them (model + inputs)."""
+    torch.set_num_threads(spec["threads"])
+    device = torch.device(spec["device"])
+    cfg = benchmark_cfg(spec["cfg_file"], spec["opts"], device.type, spec["frames"], spec["crop"])
+    runner = Runner(cfg, Variant(**spec["variant"]), spec["batch"], device)
+    before = max(_current_rss_mb(), 0.0)
+    base_peak = _maxrss_mb()
+    for _ in range(spec["iters"]):
+        runner.eval_forward()
+    eval_peak = _maxrss_mb()
+    for _ in range(spec["iters"]):
+        runner.train_step()
+    train_peak = _maxrss_mb()
+    return {"rss_before_mb": before, "peak_rss_build_mb": base_peak,
+            "peak_rss_eval_mb": eval_peak, "peak_rss_train_mb": train_peak}
+
+
+def measure_memory_subprocess(cfg_file, opts, variant, args, device):
+    """Runs child_memory in a fresh interpreter; returns its dict (or {"error": ...})."""
+    spec = {"cfg_file": cfg_file, "opts": list(opts or []), "variant": asdict(variant), "threads": args.threads,
+            "device": str(device), "frames": args.frames, "crop": args.crop, "batch": args.batch_resolved,
+            "iters": 2}
+    env = dict(os.environ)
+    env["PYTHONPATH"] = REPO_ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run(
+        [sys.executable, "-m", "vov3d.utils.benchmark", "--child", json.dumps(spec)],
+        capture_output=True, text=True, env=env, cwd=REPO_ROOT,
+    )
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        return {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]}
+    return json.loads(lines[-1])
+
+
+def measure_memory_cuda(runner):
+    """Returns the CUDA allocator's peak around one eval forward and one train step."""
+    dev = runner.device
+    out = {}
+    for phase, fn in (("eval", runner.eval_forward), ("train", runner.train_step)):
+        torch.cuda.synchronize(dev)
+        before = torch.cuda.memory_allocated(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+        fn()
+        torch.cuda.synchronize(dev)
+        peak = torch.cuda.max_memory_allocated(dev)
+        out[f"peak_alloc_{phase}_mb"] = peak / 2**20
+        out[f"step_alloc_{phase}_mb"] = (peak - before) / 2**20
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- #
+# The benchmark
+# ----------------------------------------------------------------------------------------------- #
+
+
+def _median(xs):
+    return statistics.median(xs) if xs else None
+
+
+def pick_device(name):
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda asked for, but CUDA is not available")
+    return device
+
+
+def select_variants(device, args, cfg):
+    variants = default_variants(device.type, with_compile=args.compile, cfg=cfg)
+    if args.levers:
+        wanted = [s.strip() for s in args.levers.split(",") if s.strip()]
+        known = {v.name: v for v in variants}
+        if "stock" not in wanted:
+            wanted.insert(0, "stock")
+        missing = [w for w in wanted if w not in known]
+        if missing:
+            raise ValueError(f"unknown --levers {missing}; known: {sorted(known)}")
+        variants = [known[w] for w in wanted]
+    return variants
+
+
+def benchmark_config(cfg_file, opts, args, device):
+    """Returns the figures of every variant of one config (see module doc)."""
+    cfg = benchmark_cfg(cfg_file, opts, device.type, args.frames, args.crop)
+    batch = args.batch or max(1, cfg.TRAIN.BATCH_SIZE // max(1, cfg.NUM_GPUS))
+    args.batch_resolved = batch
+    variants = select_variants(device, args, cfg)
+    runners, rows = [], []
+    for v in variants:
+        t = time.perf_counter()
+        r = Runner(cfg, v, batch, device)
+        r.set_global_flags()
+        for _ in range(args.warmup):
+            r.train_step()
+        for _ in range(args.warmup):
+            r.eval_forward()
+        warm = time.perf_counter() - t
+        runners.append(r)
+        rows.append({"variant": v.name, "levers": asdict(v), "warmup_s": warm, "train": [], "eval": []})
+        logger.info("%s / %s: built and warmed up in %.1f s", os.path.basename(cfg_file or "defaults"), v.name, warm)
+    # Equality with stock (fp32 logits in eval mode, same seed so same weights before training).
+    ref = None
+    for r, row in zip(runners, rows):
+        torch.manual_seed(cfg.RNG_SEED)
+        fresh = Runner(cfg, r.variant, batch, device)
+        lg = fresh.logits(fresh.eval_model if r.variant.fold_bn else fresh.model)
+        if ref is None:
+            ref = lg
+        row["max_abs_logit_diff_vs_stock"] = float((lg - ref).abs().max())
+        del fresh
+    # Interleaved timing: round robin over variants, rotating the order every repeat.
+    n = len(runners)
+    for rep in range(args.repeats):
+        for k in range(n):
+            i = (k + rep) % n
+            r, row = runners[i], rows[i]
+            r.set_global_flags()
+            row["train"] += r.timed(r.train_step, args.iters)
+            row["eval"] += r.timed(r.eval_forward, args.iters)
+    for r, row in zip(runners, rows):
+        tr, ev = _median(row.pop("train")), _median(row.pop("eval"))
+        row.update({
+            "train_step_s": tr, "eval_forward_s": ev, "eval_per_clip_s": ev / batch,
+            "train_clips_per_s": batch / tr, "eval_clips_per_s": batch / ev,
+        })
+        if device.type == "cuda":
+            r.set_global_flags()
+            row.update(measure_memory_cuda(r))
+    stock = rows[0]
+    for row in rows:
+        row["train_ratio"] = row["train_step_s"] / stock["train_step_s"]
+        row["eval_ratio"] = row["eval_forward_s"] / stock["eval_forward_s"]
+    del runners
+    if device.type == "cpu" and not args.no_memory:
+        for v, row in zip(variants, rows):
+            row.update(measure_memory_subprocess(cfg_file, opts, v, args, device))
+    return {
+        "cfg": cfg_file, "model": cfg.MODEL.MODEL_NAME, "batch": batch, "frames": cfg.DATA.NUM_FRAMES,
+        "crop": cfg.DATA.TRAIN_CROP_SIZE, "variants": rows,
+    }
+
+
+def check_goals(results, train_goal=0.65, eval_goal=0.60):
+    """Returns the issue's goals evaluated on the `defaults` variant of each config."""
+    goals = {}
+    per_clip = {}
+    for res in results:
+        rows = {r["variant"]: r for r in res["variants"]}
+        d, s = rows.get("defaults"), rows["stock"]
+        if d is None:
+            continue
+        g = {"train_ratio": d["train_ratio"], "train_ok": d["train_ratio"] <= train_goal,
+             "eval_ratio": d["eval_ratio"], "eval_ok": d["eval_ratio"] <= eval_goal}
+        if "peak_rss_train_mb" in d and "peak_rss_train_mb" in s:
+            g["train_peak_rss_mb"], g["stock_train_peak_rss_mb"] = d["peak_rss_train_mb"], s["peak_rss_train_mb"]
+            g["memory_ok"] = d["peak_rss_train_mb"] <= s["peak_rss_train_mb"]
+        if "peak_alloc_train_mb" in d:
+            g["memory_ok"] = d["peak_alloc_train_mb"] <= s["peak_alloc_train_mb"]
+        goals[res["model"] + ":" + os.path.basename(res["cfg"] or "")] = g
+        per_clip.setdefault(res["model"], d["eval_per_clip_s"])
+    if "VoV3D" in per_clip and "X3D" in per_clip:
+        goals["vov3d_eval_per_clip_vs_x3d"] = {
+            "ratio": per_clip["VoV3D"] / per_clip["X3D"], "ok": per_clip["VoV3D"] <= per_clip["X3D"]}
+    return goals
+
+
+def run_model_benchmark(cfg_files, opts, args):
+    """Benchmarks every config in `cfg_files`; returns the result dict (printed by the tool)."""
+    device = pick_device(args.device)
+    torch.set_num_threads(args.threads)
+    results = [benchmark_config(f, opts, args, device) for f in (cfg_files or [None])]
+    return {
+        "mode": "model", "device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "iters": args.iters, "repeats": args.repeats, "warmup": args.warmup,
+        "configs": results, "goals": check_goals(results),
+    }
+
+
+def _fmt(x, spec, none="-"):
+    return none if x is None else format(x, spec)
+
+
+def format_table(result):
+    """Returns the human-readable table of a run_model_benchmark result."""
+    lines = []
+    mem_cpu = result["device"].startswith("cpu")
+    for res in result["configs"]:
+        lines.append(
+            f"\n{os.path.basename(res['cfg'] or 'defaults')} ({res['model']}): batch {res['batch']}, "
+            f"{res['frames']}x{res['crop']}^2, {result['device']}, {result['threads']} threads, "
+            f"median of {result['iters']}x{result['repeats']} interleaved steps")
+        head = (f"{'variant':28s} {'train s':>8s} {'ratio':>6s} {'clip/s':>7s} | {'eval s':>8s} {'s/clip':>7s} "
+                f"{'ratio':>6s} {'clip/s':>7s} | {'peak train MB':>13s} {'peak eval MB':>12s} | {'max|dlogit|':>11s}")
+        lines += [head, "-" * len(head)]
+        for r in res["variants"]:
+            if mem_cpu:
+                mt, me = r.get("peak_rss_train_mb"), r.get("peak_rss_eval_mb")
+            else:
+                mt, me = r.get("peak_alloc_train_mb"), r.get("peak_alloc_eval_mb")
+            lines.append(
+                f"{r['variant']:28s} {r['train_step_s']:8.3f} {r['train_ratio']:5.2f}x {r['train_clips_per_s']:7.2f} | "
+                f"{r['eval_forward_s']:8.3f} {r['eval_per_clip_s']:7.3f} {r['eval_ratio']:5.2f}x "
+                f"{r['eval_clips_per_s']:7.2f} | {_fmt(mt, '13.0f'):>13s} {_fmt(me, '12.0f'):>12s} | "
+                f"{r['max_abs_logit_diff_vs_stock']:11.1e}")
+    if result["goals"]:
+        lines.append("\nGoals (variant `defaults` vs `stock`): train <= 0.65x, eval <= 0.60x, peak train memory <= stock,"
+                     " VoV3D eval per clip <= X3D")
+        for k, g in result["goals"].items():
+            lines.append(f"  {k}: " + ", ".join(f"{a}={_fmt(b, '.3f') if isinstance(b, float) else b}"
+                                                 for a, b in g.items()))
+    return "\n".join(lines)
+
+
+def add_model_args(parser):
+    """Adds the --mode model options to the tool's parser."""
+    g = parser.add_argument_group("--mode model")
+    g.add_argument("--batch", type=int, default=0, help="clips per step (default: TRAIN.BATCH_SIZE per GPU)")
+    g.add_argument("--frames", type=int, default=0, help="frames per clip (default: DATA.NUM_FRAMES)")
+    g.add_argument("--crop", type=int, default=0, help="crop size (default: DATA.TRAIN_CROP_SIZE)")
+    g.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
+    g.add_argument("--iters", type=int, default=3, help="timed steps per variant per repeat")
+    g.add_argument("--repeats", type=int, default=3, help="interleaved rounds over all variants")
+    g.add_argument("--warmup", type=int, default=2, help="untimed steps per variant before timing")
+    g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    g.add_argument("--compile", action="store_true", help="also measure torch.compile (slow to compile)")
+    g.add_argument("--levers", default="", help="comma-separated variant names to run (stock is always run)")
+    g.add_argument("--no-memory", dest="no_memory", action="store_true", help="skip the peak-memory subprocesses")
+    g.add_argument("--json", action="store_true", help="print the result as JSON only (table to stderr)")
+    return parser
+
+
+def _child_main(argv):
+    p = argparse.ArgumentParser()
+    p.add_argument("--child", required=True)
+    a = p.parse_args(argv)
+    print(json.dumps(child_memory(json.loads(a.child))), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main(sys.argv[1:]))
