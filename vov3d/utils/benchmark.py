@@ -230,31 +230,49 @@ def _maxrss_mb():
     return r / (1024.0 * 1024.0) if sys.platform == "darwin" else r / 1024.0
 
 
-def _current_rss_mb():
+def _status_mb(field):
+    """Returns VmRSS / VmHWM of this process from /proc/self/status in MB, or None off Linux."""
     try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / (1024.0 * 1024.0)
-    except (OSError, ValueError, IndexError):
-        return float("nan")
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_rss():
+    """Resets the kernel's peak-RSS mark (VmHWM) to the current RSS; False where unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
 
 
 def child_memory(spec):
-    """In a fresh process: build the variant, then eval forwards, then train steps; returns the
-    process's peak RSS after each phase and the RSS held before them (model + inputs)."""
+    """In a fresh process: build the variant, then run eval forwards, then train steps; returns the
+    peak RSS of each phase (the kernel's VmHWM, reset to the current RSS before the phase; on systems
+    without /proc/self/clear_refs, the process's ru_maxrss high-water mark), and the RSS before it."""
     torch.set_num_threads(spec["threads"])
     device = torch.device(spec["device"])
     cfg = benchmark_cfg(spec["cfg_file"], spec["opts"], device.type, spec["frames"], spec["crop"])
     runner = Runner(cfg, Variant(**spec["variant"]), spec["batch"], device)
-    before = max(_current_rss_mb(), 0.0)
-    base_peak = _maxrss_mb()
-    for _ in range(spec["iters"]):
-        runner.eval_forward()
-    eval_peak = _maxrss_mb()
-    for _ in range(spec["iters"]):
-        runner.train_step()
-    train_peak = _maxrss_mb()
-    return {"rss_before_mb": before, "peak_rss_build_mb": base_peak,
-            "peak_rss_eval_mb": eval_peak, "peak_rss_train_mb": train_peak}
+    out = {}
+    for phase, fn in (("eval", runner.eval_forward), ("train", runner.train_step)):
+        fn()  # first call: lazy allocations (folded copy, optimizer state)
+        before = _status_mb("VmRSS")
+        reset = _reset_peak_rss()
+        for _ in range(spec["iters"]):
+            fn()
+        peak = _status_mb("VmHWM") if reset else _maxrss_mb()
+        out[f"rss_before_{phase}_mb"] = before
+        out[f"peak_rss_{phase}_mb"] = peak
+        out[f"step_rss_{phase}_mb"] = peak - before if before is not None and peak is not None else None
+        out["peak_rss_method"] = "VmHWM reset per phase" if reset else "ru_maxrss (process high-water mark)"
+    return out
 
 
 def measure_memory_subprocess(cfg_file, opts, variant, args, device):

@@ -1,0 +1,384 @@
+"""Speed levers (vov3d/models/speed.py) keep outputs, gradients and checkpoints; the benchmark tool runs.
+
+No timing assertions: speed is measured by tools/benchmark.py --mode model, not by tests.
+"""
+
+import copy
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn as nn
+
+from vov3d.config.defaults import get_cfg
+from vov3d.models import build_model, speed
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOL = 1e-5
+
+
+def tiny_cfg(name, memory_format="contiguous", depthwise="conv3d"):
+    cfg = get_cfg()
+    cfg.merge_from_file(os.path.join(REPO, "configs", "Kinetics", f"{name}_M_16x5.yaml"))
+    cfg.NUM_GPUS = 0
+    cfg.DATA.NUM_FRAMES = 4
+    cfg.DATA.TRAIN_CROP_SIZE = 32
+    cfg.DATA.TEST_CROP_SIZE = 32
+    cfg.MODEL.NUM_CLASSES = 7
+    cfg.MODEL.DROPOUT_RATE = 0.0
+    cfg.MODEL.MEMORY_FORMAT = memory_format
+    cfg.MODEL.DEPTHWISE_IMPL = depthwise
+    return cfg
+
+
+def randomize_bn(model, seed=0):
+    """Non-trivial BN statistics and affine parameters, so folding is really tested."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.weight.copy_(0.5 * torch.rand(m.num_features, generator=g) + 0.4)
+                m.bias.copy_(torch.rand(m.num_features, generator=g) - 0.5)
+    return model
+
+
+def build(cfg):
+    torch.manual_seed(0)
+    return randomize_bn(build_model(cfg))
+
+
+def logits(model, x):
+    """Eval-mode classifier outputs (pre-softmax), captured at head.projection."""
+    out = []
+    h = model.head.projection.register_forward_hook(lambda m, i, o: out.append(o))
+    model.eval()
+    with torch.no_grad():
+        model([x])
+    h.remove()
+    return out[0]
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return torch.randn(2, 3, 4, 32, 32, generator=torch.Generator().manual_seed(1))
+
+
+# ----------------------------------------------------------------------------------------------- #
+# Depthwise Conv3d as Conv2d
+# ----------------------------------------------------------------------------------------------- #
+
+
+@pytest.mark.parametrize("kernel,stride,bias", [
+    ((1, 3, 3), (1, 1, 1), False), ((1, 3, 3), (1, 2, 2), False), ((1, 5, 5), (1, 2, 2), True),
+    ((3, 1, 1), (1, 1, 1), False), ((5, 1, 1), (1, 1, 1), True), ((3, 1, 1), (2, 1, 1), True),
+])
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last_3d])
+def test_depthwise_conv2d_matches_conv3d_forward_and_backward(kernel, stride, bias, fmt):
+    torch.manual_seed(0)
+    c = 6
+    ref = nn.Conv3d(c, c, kernel, stride=stride, padding=tuple(k // 2 for k in kernel), groups=c, bias=bias)
+    ref = ref.to(memory_format=fmt)
+    dut = copy.deepcopy(ref)
+    assert speed.set_depthwise_impl(dut, "conv2d") == 1
+    assert isinstance(dut, speed.DepthwiseConv3d) and isinstance(dut, nn.Conv3d)
+    x = torch.randn(2, c, 5, 9, 9).contiguous(memory_format=fmt)
+    xr, xd = x.clone().requires_grad_(), x.clone().requires_grad_()
+    yr, yd = ref(xr), dut(xd)
+    assert yd.shape == yr.shape
+    assert torch.allclose(yd, yr, atol=TOL)
+    if fmt == torch.channels_last_3d:
+        assert yd.is_contiguous(memory_format=torch.channels_last_3d)
+    g = torch.randn_like(yr)
+    yr.backward(g)
+    yd.backward(g)
+    assert torch.allclose(xd.grad, xr.grad, atol=TOL)
+    assert torch.allclose(dut.weight.grad, ref.weight.grad, atol=1e-4)
+    if bias:
+        assert torch.allclose(dut.bias.grad, ref.bias.grad, atol=1e-4)
+    # The switch goes back to the stock op, and the checkpoint format never changes.
+    speed.set_depthwise_impl(dut, "conv3d")
+    assert torch.equal(dut(x), ref(x))
+    assert list(dut.state_dict()) == list(ref.state_dict())
+
+
+def test_only_factorizable_depthwise_convs_switch():
+    full = nn.Conv3d(4, 4, (1, 3, 3), padding=(0, 1, 1))
+    dw333 = nn.Conv3d(4, 4, 3, padding=1, groups=4)
+    mult = nn.Conv3d(4, 8, (1, 3, 3), padding=(0, 1, 1), groups=4)
+    seq = nn.Sequential(full, dw333, mult)
+    assert speed.set_depthwise_impl(seq, "conv2d") == 0
+    assert all(type(m) is nn.Conv3d for m in seq)
+
+
+def test_default_depthwise_impl_per_device():
+    cfg = tiny_cfg("VoV3D")
+    cfg.MODEL.DEPTHWISE_IMPL = "auto"
+    assert speed.resolve_depthwise_impl(cfg, "cpu") == "conv2d"
+    assert speed.resolve_depthwise_impl(cfg, "cuda") == "conv3d"
+    cfg.MODEL.DEPTHWISE_IMPL = "conv3d"
+    assert speed.resolve_depthwise_impl(cfg, "cpu") == "conv3d"
+    cfg.MODEL.DEPTHWISE_IMPL = "bogus"
+    with pytest.raises(ValueError):
+        speed.resolve_depthwise_impl(cfg, "cpu")
+
+
+def test_inference_amp_is_off_on_cpu_by_default():
+    cfg = get_cfg()
+    assert cfg.MODEL.INFERENCE_AMP == "auto"
+    assert speed.resolve_inference_amp(cfg, "cpu") is None
+    assert speed.resolve_inference_amp(cfg, "cuda") is torch.float16
+    cfg.MODEL.INFERENCE_AMP = "bfloat16"
+    assert speed.resolve_inference_amp(cfg, "cpu") is torch.bfloat16
+
+
+# ----------------------------------------------------------------------------------------------- #
+# Whole models: every fp32 lever keeps outputs within 1e-5 of the plain path
+# ----------------------------------------------------------------------------------------------- #
+
+LAYOUTS = [("channels_last_3d", "conv3d"), ("contiguous", "conv2d"), ("channels_last_3d", "conv2d")]
+
+
+@pytest.mark.parametrize("name", ["VoV3D", "X3D"])
+def test_layout_levers_keep_eval_outputs_and_state_dict(name, clip):
+    plain = build(tiny_cfg(name))
+    ref = logits(plain, clip)
+    ref_probs = plain.eval()([clip]).detach()
+    for fmt, impl in LAYOUTS:
+        cfg = tiny_cfg(name, fmt, impl)
+        model = build(cfg)
+        assert list(model.state_dict()) == list(plain.state_dict())
+        for k, v in model.state_dict().items():
+            assert v.shape == plain.state_dict()[k].shape and torch.equal(v, plain.state_dict()[k]), k
+        x = speed.to_model_format(clip, cfg)
+        assert torch.allclose(logits(model, x), ref, atol=TOL), (fmt, impl)
+        assert torch.allclose(model.eval()([x]).detach(), ref_probs, atol=TOL)
+
+
+@pytest.mark.parametrize("name", ["VoV3D", "X3D"])
+def test_layout_levers_keep_train_loss_and_gradients(name, clip):
+    """Train-mode loss within 1e-5; gradients compared with BN on running statistics, because batch
+    statistics over a 2 x 4 x 32^2 clip amplify rounding (fp32 vs fp64 differs by ~2% there)."""
+    labels = torch.tensor([1, 5])
+
+    def loss_and_grads(cfg, frozen_bn):
+        model = build(cfg).train()
+        with torch.no_grad():
+            for m in model.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.weight.fill_(1.0)  # zero-initialised final BNs would leave gradients at 0
+                    if frozen_bn:
+                        m.eval()
+        loss = nn.functional.cross_entropy(model([speed.to_model_format(clip, cfg)]), labels)
+        loss.backward()
+        return loss.detach(), {k: p.grad for k, p in model.named_parameters()}
+
+    ref_loss, _ = loss_and_grads(tiny_cfg(name), frozen_bn=False)
+    _, ref_grads = loss_and_grads(tiny_cfg(name), frozen_bn=True)
+    for fmt, impl in LAYOUTS:
+        loss, _ = loss_and_grads(tiny_cfg(name, fmt, impl), frozen_bn=False)
+        assert torch.allclose(loss, ref_loss, atol=TOL), (fmt, impl)
+        _, grads = loss_and_grads(tiny_cfg(name, fmt, impl), frozen_bn=True)
+        for k, g in grads.items():
+            scale = max(1.0, ref_grads[k].abs().max().item())
+            assert torch.allclose(g, ref_grads[k], atol=TOL * scale), (fmt, impl, k)
+
+
+# ----------------------------------------------------------------------------------------------- #
+# BatchNorm folding
+# ----------------------------------------------------------------------------------------------- #
+
+
+@pytest.mark.parametrize("name", ["VoV3D", "X3D"])
+@pytest.mark.parametrize("fmt,impl", [("contiguous", "conv3d"), ("channels_last_3d", "conv2d")])
+def test_fold_batchnorm_folds_every_conv_bn_and_matches(name, fmt, impl, clip):
+    cfg = tiny_cfg(name, fmt, impl)
+    model = build(cfg)
+    before = copy.deepcopy(model.state_dict())
+    x = speed.to_model_format(clip, cfg)
+    folded = speed.fold_batchnorm(model, [x])
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in folded.modules())
+    assert not folded.training and not any(p.requires_grad for p in folded.parameters())
+    assert torch.allclose(logits(folded, x), logits(model, x), atol=TOL)
+    with torch.no_grad():
+        assert torch.allclose(folded([x]), model.eval()([x]), atol=TOL)
+    # The model itself (what is trained and checkpointed) is untouched.
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def test_folded_model_traces_for_export(clip):
+    cfg = tiny_cfg("VoV3D", "channels_last_3d", "conv2d")
+    model = build(cfg)
+    x = speed.to_model_format(clip, cfg)
+    folded = speed.fold_batchnorm(model, [x])
+    with torch.no_grad():
+        traced = torch.jit.trace(folded, ([x],), check_trace=False)
+        assert torch.allclose(traced([x]), folded([x]), atol=TOL)
+
+
+class _SharedOutput(nn.Module):
+    """conv -> bn, but the conv output also feeds a residual add: folding would be wrong."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv3d(3, 3, 1, bias=False)
+        self.bn = nn.BatchNorm3d(3)
+        self.conv2 = nn.Conv3d(3, 3, 1, bias=False)
+        self.bn2 = nn.BatchNorm3d(3)
+
+    def forward(self, xs):
+        y = self.conv(xs[0])
+        z = self.bn(y) + y
+        return self.bn2(self.conv2(z))
+
+
+def test_fold_batchnorm_skips_a_conv_output_used_twice():
+    model = randomize_bn(_SharedOutput()).eval()
+    x = torch.randn(2, 3, 2, 4, 4)
+    assert speed.find_conv_bn_pairs(model, [x]) == [("conv2", "bn2")]
+    folded = speed.fold_batchnorm(model, [x])
+    assert isinstance(folded.bn, nn.BatchNorm3d) and isinstance(folded.bn2, nn.Identity)
+    with torch.no_grad():
+        assert torch.allclose(folded([x]), model([x]), atol=TOL)
+
+
+# ----------------------------------------------------------------------------------------------- #
+# Engine helpers
+# ----------------------------------------------------------------------------------------------- #
+
+
+def test_prepare_model_for_inference_folds_a_copy(clip):
+    cfg = tiny_cfg("VoV3D", "channels_last_3d", "conv2d")
+    model = build(cfg)
+    assert cfg.MODEL.FOLD_BN  # the default: tests and exports run a folded copy
+    cfg.MODEL.FOLD_BN = False
+    assert speed.prepare_model_for_inference(model, cfg) is model  # FOLD_BN off: the model itself
+    cfg.MODEL.FOLD_BN = True
+    inf = speed.prepare_model_for_inference(model, cfg)
+    assert inf is not model and not inf.training
+    x = speed.to_model_format(clip, cfg)
+    with torch.no_grad():
+        assert torch.allclose(inf([x]), model.eval()([x]), atol=TOL)
+    with speed.inference_autocast(cfg, torch.device("cpu")):  # off on CPU by default
+        assert not torch.is_autocast_enabled("cpu")
+
+
+def test_prepare_model_for_training_compiles_only_when_asked():
+    cfg = tiny_cfg("VoV3D")
+    model = build(cfg)
+    assert speed.prepare_model_for_training(model, cfg) is model
+    cfg.MODEL.COMPILE = True
+    compiled = speed.prepare_model_for_training(model, cfg)
+    assert compiled is not model and compiled._orig_mod is model  # constructed lazily, compiled on call
+
+
+class _Toy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv3d(3, 8, 1, bias=False)
+        self.b = nn.Conv3d(8, 8, (1, 3, 3), padding=(0, 1, 1), groups=8, bias=False)
+        self.t = nn.Conv3d(8, 8, (3, 1, 1), padding=(1, 0, 0), groups=8, bias=False)
+        self.bn = nn.BatchNorm3d(8)
+
+    def forward(self, xs):
+        return self.bn(self.t(self.b(self.a(xs[0])))).relu().mean((2, 3, 4))
+
+
+def test_compiled_levers_match_on_a_small_model():
+    pytest.importorskip("torch._dynamo")
+    model = randomize_bn(_Toy()).eval().to(memory_format=torch.channels_last_3d)
+    speed.set_depthwise_impl(model, "conv2d")
+    x = torch.randn(2, 3, 4, 8, 8).contiguous(memory_format=torch.channels_last_3d)
+    with torch.no_grad():
+        ref = model([x])
+        try:
+            out = torch.compile(model)([x])
+        except Exception as e:  # no working compiler toolchain in this environment
+            pytest.skip(f"torch.compile unavailable: {type(e).__name__}: {e}")
+    assert torch.allclose(out, ref, atol=TOL)
+
+
+# ----------------------------------------------------------------------------------------------- #
+# Batches in the model's memory format, one copy
+# ----------------------------------------------------------------------------------------------- #
+
+
+@pytest.mark.parametrize("fmt", [torch.channels_last_3d, torch.contiguous_format, "channels_last_3d", "contiguous"])
+def test_collate_clips_lays_out_the_batch_once(fmt):
+    clips = [torch.randn(3, 4, 6, 5) for _ in range(3)]
+    out = speed.collate_clips(clips, fmt)
+    want = torch.channels_last_3d if fmt in (torch.channels_last_3d, "channels_last_3d") else torch.contiguous_format
+    assert out.shape == (3, 3, 4, 6, 5)
+    assert out.is_contiguous(memory_format=want)
+    assert torch.equal(out, torch.stack(clips))
+    # Already in the model's format: to_model_format hands it over without another copy.
+    cfg = get_cfg()
+    cfg.MODEL.MEMORY_FORMAT = "contiguous" if want == torch.contiguous_format else "channels_last_3d"
+    assert speed.to_model_format(out, cfg).data_ptr() == out.data_ptr()
+
+
+def test_collate_clips_rejects_mismatched_clips():
+    with pytest.raises(ValueError):
+        speed.collate_clips([torch.zeros(3, 2, 4, 4), torch.zeros(3, 2, 4, 5)])
+    with pytest.raises(ValueError):
+        speed.collate_clips([])
+
+
+class _Clips(torch.utils.data.Dataset):
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        return torch.full((3, 2, 4, 4), float(i))
+
+
+def test_collate_clips_in_a_worker_uses_shared_memory():
+    loader = torch.utils.data.DataLoader(
+        _Clips(), batch_size=2, num_workers=1,
+        collate_fn=lambda b: speed.collate_clips(b, torch.channels_last_3d),
+    )
+    batches = list(loader)
+    assert len(batches) == 2
+    for k, b in enumerate(batches):
+        assert b.is_contiguous(memory_format=torch.channels_last_3d)
+        assert torch.equal(b[:, 0, 0, 0, 0], torch.tensor([2.0 * k, 2.0 * k + 1]))
+
+
+# ----------------------------------------------------------------------------------------------- #
+# The benchmark tool
+# ----------------------------------------------------------------------------------------------- #
+
+
+def test_benchmark_tool_model_mode_prints_json(tmp_path):
+    out = tmp_path / "bench.json"
+    cmd = [
+        sys.executable, os.path.join(REPO, "tools", "benchmark.py"), "--mode", "model",
+        "--cfg", os.path.join(REPO, "configs", "Kinetics", "VoV3D_M_16x5.yaml"),
+        "--batch", "1", "--frames", "4", "--crop", "32", "--iters", "1", "--repeats", "1", "--warmup", "1",
+        "--levers", "cl3d+dw_conv2d+fold_bn,defaults", "--json", "--output", str(out),
+        "MODEL.NUM_CLASSES", "10",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    assert result == json.loads(out.read_text())
+    assert result["mode"] == "model" and result["device"] == "cpu" and result["threads"] == 2
+    (cfg_res,) = result["configs"]
+    assert (cfg_res["batch"], cfg_res["frames"], cfg_res["crop"]) == (1, 4, 32)
+    rows = {r["variant"]: r for r in cfg_res["variants"]}
+    assert list(rows) == ["stock", "cl3d+dw_conv2d+fold_bn", "defaults"]
+    assert rows["stock"]["train_ratio"] == 1.0 and rows["stock"]["eval_ratio"] == 1.0
+    assert rows["defaults"]["levers"]["memory_format"] == "channels_last_3d"
+    assert rows["defaults"]["levers"]["depthwise"] == "conv2d"
+    for r in rows.values():
+        assert r["train_step_s"] > 0 and r["eval_forward_s"] > 0 and r["train_clips_per_s"] > 0
+        assert r["max_abs_logit_diff_vs_stock"] <= TOL
+        assert r["peak_rss_train_mb"] > 0 and r["peak_rss_eval_mb"] > 0, r
+    assert "train_ok" in result["goals"]["VoV3D:VoV3D_M_16x5.yaml"]
+    assert "stock" in proc.stderr  # the table goes to stderr with --json
