@@ -310,24 +310,20 @@ def test_compiled_levers_match_on_a_small_model():
 
 
 @pytest.mark.parametrize("fmt", [torch.channels_last_3d, torch.contiguous_format, "channels_last_3d", "contiguous"])
-def test_collate_clips_lays_out_the_batch_once(fmt):
-    clips = [torch.randn(3, 4, 6, 5) for _ in range(3)]
-    out = speed.collate_clips(clips, fmt)
+@pytest.mark.parametrize("shape", [(3, 3, 4, 6, 5), (2, 6, 3, 4, 6, 5)])  # train batch, test batch (N, V, ...)
+def test_clip_batches_are_born_in_the_model_layout(fmt, shape):
+    out = speed.empty_clip_batch(shape, fmt)
     want = torch.channels_last_3d if fmt in (torch.channels_last_3d, "channels_last_3d") else torch.contiguous_format
-    assert out.shape == (3, 3, 4, 6, 5)
-    assert out.is_contiguous(memory_format=want)
-    assert torch.equal(out, torch.stack(clips))
+    assert out.shape == shape
+    clips = torch.randn(shape)
+    out.copy_(clips)
+    flat = out.reshape((-1,) + shape[-4:])
+    assert flat.data_ptr() == out.data_ptr() and torch.equal(flat, clips.reshape(flat.shape))  # a view
+    assert flat.is_contiguous(memory_format=want)
     # Already in the model's format: to_model_format hands it over without another copy.
     cfg = get_cfg()
     cfg.MODEL.MEMORY_FORMAT = "contiguous" if want == torch.contiguous_format else "channels_last_3d"
-    assert speed.to_model_format(out, cfg).data_ptr() == out.data_ptr()
-
-
-def test_collate_clips_rejects_mismatched_clips():
-    with pytest.raises(ValueError):
-        speed.collate_clips([torch.zeros(3, 2, 4, 4), torch.zeros(3, 2, 4, 5)])
-    with pytest.raises(ValueError):
-        speed.collate_clips([])
+    assert speed.to_model_format(flat, cfg).data_ptr() == out.data_ptr()
 
 
 class _Clips(torch.utils.data.Dataset):
@@ -335,14 +331,17 @@ class _Clips(torch.utils.data.Dataset):
         return 4
 
     def __getitem__(self, i):
-        return torch.full((3, 2, 4, 4), float(i))
+        return i
+
+    def __getitems__(self, indices):
+        batch = speed.empty_clip_batch((len(indices), 3, 2, 4, 4))
+        for k, i in enumerate(indices):
+            batch[k].fill_(float(i))
+        return batch
 
 
-def test_collate_clips_in_a_worker_uses_shared_memory():
-    loader = torch.utils.data.DataLoader(
-        _Clips(), batch_size=2, num_workers=1,
-        collate_fn=lambda b: speed.collate_clips(b, torch.channels_last_3d),
-    )
+def test_clip_batch_in_a_worker_uses_shared_memory():
+    loader = torch.utils.data.DataLoader(_Clips(), batch_size=2, num_workers=1, collate_fn=lambda b: b)
     batches = list(loader)
     assert len(batches) == 2
     for k, b in enumerate(batches):

@@ -32,6 +32,7 @@ import torch
 from vov3d.datasets import sampling
 from vov3d.datasets.decode import DecodeError, FrameFolder, decode_frames, resolve_backend
 from vov3d.datasets.transforms import ClipTransform
+from vov3d.models.speed import empty_clip_batch, resolve_memory_format
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ class VideoClipDataset(torch.utils.data.Dataset):
         self.min_frames = self.num_frames if d.MIN_VIDEO_FRAMES < 0 else max(int(d.MIN_VIDEO_FRAMES), 1)
         self.decode_threads = int(d.DECODE_THREADS)
         self.transform = ClipTransform(cfg, official_bgr=self.official_bgr)
+        self.memory_format = resolve_memory_format(cfg)  # batches leave the loader in the model's layout
         if d.TEMPORAL_SAMPLING != "auto":
             if d.TEMPORAL_SAMPLING not in ("segment", "dense"):
                 raise ValueError(f"DATA.TEMPORAL_SAMPLING must be auto, segment or dense, got {d.TEMPORAL_SAMPLING!r}")
@@ -267,7 +269,7 @@ class VideoClipDataset(torch.utils.data.Dataset):
         without stacking (in a worker it lives in shared memory, so it reaches the main process without a
         copy: at test time a batch is hundreds of MB).
         """
-        batch = _empty_batch((len(indices),) + self.clip_shape())
+        batch = empty_clip_batch((len(indices),) + self.clip_shape(), self.memory_format)
         return PreallocatedBatch([self._item(i, batch[k]) for k, i in enumerate(indices)], batch)
 
     def _item(self, index, out):
@@ -312,15 +314,3 @@ class PreallocatedBatch(list):
     def __init__(self, items, inputs):
         super().__init__(items)
         self.inputs = inputs
-
-
-def _empty_batch(shape):
-    """Returns an uninitialised float32 tensor, in shared memory when called in a loader worker."""
-    if torch.utils.data.get_worker_info() is None:
-        return torch.empty(shape, dtype=torch.float32)
-    # The same private allocation default_collate uses: shared from the start, so no copy on sending.
-    numel = 1
-    for n in shape:
-        numel *= n
-    storage = torch.empty(0)._typed_storage()._new_shared(numel, device="cpu")
-    return torch.empty(0).new(storage).resize_(shape)

@@ -31,7 +31,7 @@ from vov3d.datasets.ssv2 import Ssv2, template_to_class
 logger = logging.getLogger(__name__)
 
 # Bump when the generated content changes, so old caches are rebuilt.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 TEMPLATES = [
     "Moving [something] from left to right",
@@ -134,7 +134,7 @@ def render_video(cls_text, rng, num_frames, height, width):
     colour = rng.uniform(0, 255, 3)
     if np.abs(colour - bg.mean((0, 1))).sum() < 150:  # keep the object visible on its background
         colour = 255 - bg.mean((0, 1))
-    radius = rng.uniform(0.12, 0.2) * height
+    radius = rng.uniform(0.14, 0.22) * height
     cx, cy, scale, angle, vis = _trajectory(cls_text, rng, num_frames, height, width)
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     frames = np.empty((num_frames, height, width, 3), np.uint8)
@@ -190,7 +190,8 @@ def generate(root, train_per_class=32, val_per_class=10, seed=0, height=64, prog
     entries = {"train": [], "validation": []}
     for n, (split, c) in enumerate(tqdm(plan, desc="Generating demo videos", disable=not progress, unit="video")):
         vid = str(100000 + n)
-        width = int(rng.choice([80, 88, 96, 112]))
+        # Near-square frames: a square crop keeps the whole path of the object in view.
+        width = int(rng.choice([64, 72, 80]))
         num_frames = int(rng.integers(20, 37))
         frames = render_video(names[c], rng, num_frames, height, width)
         encode_webm(os.path.join(media, f"{vid}.webm"), frames)

@@ -201,45 +201,32 @@ def to_model_format(x, cfg, device=None):
     return x
 
 
-def _batch_strides(shape, memory_format):
-    n, c, t, h, w = shape
-    if memory_format == torch.channels_last_3d:
-        return (c * t * h * w, 1, h * w * c, w * c, c)
-    return (c * t * h * w, t * h * w, h * w, w, 1)
+def empty_clip_batch(shape, memory_format=torch.channels_last_3d):
+    """Returns an uninitialised float32 batch of clips, shape (..., C, T, H, W), in which every clip
+    is laid out in `memory_format` (a torch.memory_format or a MODEL.MEMORY_FORMAT string).
 
-
-def collate_clips(tensors, memory_format=torch.channels_last_3d):
-    """Stacks C x T x H x W clips into one N x C x T x H x W batch laid out in `memory_format`.
-
-    The output is allocated in its final layout and each clip is copied into it once, so the model
-    never re-lays the batch out. In a DataLoader worker the output lives in shared memory (as in
-    default_collate), so handing it to the main process costs no copy either. `memory_format` may be
-    a torch.memory_format or a config's MODEL.MEMORY_FORMAT string.
+    Datasets write each clip into it once (vov3d.datasets.base); the batch then reaches the model
+    with no re-layout, also after the test path's (N, V, ...) -> (N*V, ...) reshape, which stays a
+    view. Inside a DataLoader worker it lives in shared memory, so sending it costs no copy either.
     """
     if isinstance(memory_format, str):
         memory_format = torch.contiguous_format if memory_format == "contiguous" else torch.channels_last_3d
-    tensors = list(tensors)
-    if not tensors:
-        raise ValueError("collate_clips needs at least one clip")
-    elem = tensors[0]
-    for i, t in enumerate(tensors):
-        if t.shape != elem.shape or t.dtype != elem.dtype:
-            raise ValueError(f"clip {i} is {tuple(t.shape)} {t.dtype}, clip 0 is {tuple(elem.shape)} {elem.dtype}")
-    shape = (len(tensors),) + tuple(elem.shape)
-    if elem.dim() != 4 or memory_format not in (torch.channels_last_3d, torch.contiguous_format):
-        return torch.stack(tensors, 0)
-    strides = _batch_strides(shape, memory_format)
-    if torch.utils.data.get_worker_info() is not None:
-        numel = 1
-        for s in shape:
-            numel *= s
-        storage = elem._typed_storage()._new_shared(numel, device=elem.device)
-        out = elem.new(storage).as_strided_(shape, strides)
+    shape = tuple(int(n) for n in shape)
+    lead = len(shape) - 4
+    if memory_format == torch.channels_last_3d and lead >= 0:
+        alloc = shape[:lead] + shape[lead + 1:] + shape[lead:lead + 1]  # channels innermost
+        order = tuple(range(lead)) + (len(shape) - 1,) + tuple(range(lead, len(shape) - 1))
     else:
-        out = torch.empty_strided(shape, strides, dtype=elem.dtype, device=elem.device)
-    for i, t in enumerate(tensors):
-        out[i].copy_(t)
-    return out
+        alloc, order = shape, tuple(range(len(shape)))
+    if torch.utils.data.get_worker_info() is None:
+        out = torch.empty(alloc, dtype=torch.float32)
+    else:
+        numel = 1
+        for n in alloc:
+            numel *= n
+        storage = torch.empty(0)._typed_storage()._new_shared(numel, device="cpu")
+        out = torch.empty(0).new(storage).resize_(alloc)
+    return out.permute(order)
 
 
 # ----------------------------------------------------------------------------------------------- #

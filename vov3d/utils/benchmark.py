@@ -161,7 +161,8 @@ class Runner:
 
             # The eval form is built from the weights as they are now, so it is an inference copy
             # when folded (and shares the weights otherwise).
-            self._eval_model = speed.prepare_model_for_inference(self.model, self.cfg, self.inputs)
+            probe = [x[:1] for x in self.inputs]  # BN folding's one probe forward, at batch 1
+            self._eval_model = speed.prepare_model_for_inference(self.model, self.cfg, probe)
         return self._eval_model
 
     def set_global_flags(self):
