@@ -40,7 +40,8 @@ def test_demo_data_is_released_ssv2_layout(demo_cfg):
     ds = build_dataset("demo", demo_cfg, "train")
     assert ds.class_names == class_names() and len(ds) == len(TEMPLATES)
     clip = ds[0][0][0]
-    assert clip.shape == (3, demo_cfg.DATA.NUM_FRAMES, 64, 64)
+    crop = demo_cfg.DATA.TRAIN_CROP_SIZE
+    assert clip.shape == (3, demo_cfg.DATA.NUM_FRAMES, crop, crop)
     # A second call finds the data and does not regenerate it.
     stamp = os.path.getmtime(os.path.join(root, "DEMO_VERSION"))
     ensure_demo_data(demo_cfg, progress=False)

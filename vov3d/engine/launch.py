@@ -120,5 +120,32 @@ def train_then_test(cfg):
 
     if cfg.TRAIN.ENABLE:
         train(cfg)
-    if cfg.TEST.ENABLE:
-        test(cfg)
+    report = test(cfg) if cfg.TEST.ENABLE else None
+    if du.is_master_proc():
+        print_run_summary(cfg, report)
+
+
+def print_run_summary(cfg, report):
+    """Prints where a finished run's results are, and what to try next."""
+    from vov3d.utils import checkpoint as cu
+
+    out = os.path.abspath(cfg.OUTPUT_DIR)
+    lines = ["", "=" * 78]
+    if report is not None:
+        views = f"{cfg.TEST.NUM_ENSEMBLE_VIEWS} clips x {cfg.TEST.NUM_SPATIAL_CROPS} crops"
+        lines.append(f"Multi-view test ({views}): top-1 {report['top1_acc']:.2f}%  top-5 {report['top5_acc']:.2f}%"
+                     f"  over {report['num_videos']} videos ({report['num_invalid']} undecodable excluded)")
+    last = cu.get_last_checkpoint(cfg.OUTPUT_DIR)
+    lines += [
+        f"Checkpoints:  {cu.get_checkpoint_dir(out)}",
+        f"Logs:         {os.path.join(out, 'stdout.log')} (json_stats lines), {os.path.join(out, 'manifest.json')}",
+        f"Plots:        {os.path.join(out, 'training_curves.png')}, {os.path.join(out, 'test_confusion_matrix.png')}",
+        f"Scores:       {os.path.join(out, 'test_scores.pt')} (every view; re-ensemble with vov3d.engine.evaluate.reensemble)",
+    ]
+    if cfg.TENSORBOARD.ENABLE:
+        lines.append(f"TensorBoard:  tensorboard --logdir {out}")
+    if last:
+        lines.append(f"Next: predict one video:  python tools/demo_net.py --cfg <this config> --video <file> "
+                     f"TEST.CHECKPOINT_FILE_PATH {last}")
+    lines.append("=" * 78)
+    print("\n".join(lines), flush=True)
