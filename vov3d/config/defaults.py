@@ -390,7 +390,7 @@ _C.DEMO.SLOWMO = 1
 _C.DEMO_DATA = CfgNode()
 _C.DEMO_DATA.ROOT = "~/.cache/vov3d/demo-ssv2"  # where the generated videos and JSON files go
 _C.DEMO_DATA.TRAIN_PER_CLASS = 48  # training videos per class
-_C.DEMO_DATA.VAL_PER_CLASS = 10  # validation (= test) videos per class
+_C.DEMO_DATA.VAL_PER_CLASS = 20  # validation (= test) videos per class
 _C.DEMO_DATA.SEED = 0  # generator seed
 _C.DEMO_DATA.HEIGHT = 64  # frame height in pixels (widths vary from 64 to 80)
 

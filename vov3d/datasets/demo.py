@@ -27,6 +27,7 @@ import numpy as np
 
 from vov3d.datasets.build import DATASET_REGISTRY
 from vov3d.datasets.ssv2 import Ssv2, template_to_class
+from vov3d.datasets.synthetic import encode_video
 
 logger = logging.getLogger(__name__)
 
@@ -148,22 +149,6 @@ def render_video(cls_text, rng, num_frames, height, width):
     return frames
 
 
-def encode_webm(path, frames, fps=12):
-    """Writes frames (T, H, W, 3 uint8, even H and W) as a VP9 WebM; returns path."""
-    import av
-
-    with av.open(path, "w") as container:
-        stream = container.add_stream("libvpx-vp9", rate=fps, options={"deadline": "realtime", "cpu-used": "8", "crf": "28", "b": "0"})
-        stream.height, stream.width = frames.shape[1:3]
-        stream.pix_fmt = "yuv420p"
-        for array in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
-
-
 def _placeholder(rng, template):
     return template.replace("[something]", rng.choice(["a disc", "a block", "a marker", "a toy"])).replace(
         "[Something]", "A toy")
@@ -194,7 +179,8 @@ def generate(root, train_per_class=32, val_per_class=10, seed=0, height=64, prog
         width = int(rng.choice([64, 72, 80]))
         num_frames = int(rng.integers(20, 37))
         frames = render_video(names[c], rng, num_frames, height, width)
-        encode_webm(os.path.join(media, f"{vid}.webm"), frames)
+        encode_video(os.path.join(media, f"{vid}.webm"), frames, width, height, fps=12, codec="vp9",
+                     options={"crf": "28"})  # typical web quality; the classes do not need more
         template = templates[names[c]]
         entries[split].append({"id": vid, "label": _placeholder(rng, template).lower(), "template": template,
                                "placeholders": ["something"] * template.lower().count("[something]")})

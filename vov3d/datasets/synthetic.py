@@ -132,13 +132,25 @@ def _frames(num_frames, width, height, pattern, seed):
 def write_video(path, num_frames, width=64, height=48, fps=12, codec="h264", gop=None, pattern="index",
                 audio=False, seed=0):
     """Writes a real encoded video (h264 mp4 / vp9 webm / mpeg4); returns path. Even sizes only (yuv420p)."""
+    options = _REALISTIC[codec] if pattern == "texture" else {}
+    return encode_video(path, _frames(num_frames, width, height, pattern, seed), width, height, fps, codec,
+                        options, gop=gop, audio=audio, num_frames=num_frames)
+
+
+def encode_video(path, frames, width, height, fps=12, codec="h264", options=None, gop=None, audio=False,
+                 num_frames=None):
+    """Encodes RGB uint8 frames (H, W, 3 each) into `path` with `codec` (h264 | vp9 | mpeg4); returns path.
+
+    `options` update the codec's defaults (e.g. {"crf": "28"}); `audio` adds a silent AAC track before
+    the video stream (as Kinetics clips have), which needs `num_frames`.
+    """
     import av
     from fractions import Fraction
 
     if width % 2 or height % 2:
         raise ValueError(f"yuv420p needs even width and height, got {width}x{height}")
-    encoder, options = _CODECS[codec]
-    options = dict(options, **(_REALISTIC[codec] if pattern == "texture" else {}))
+    encoder, defaults = _CODECS[codec]
+    options = dict(defaults, **(options or {}))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with av.open(path, "w") as container:
         if audio:  # Kinetics clips carry AAC audio *before* the video stream; loaders must pick video[0]
@@ -147,8 +159,8 @@ def write_video(path, num_frames, width=64, height=48, fps=12, codec="h264", gop
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         if gop:
             stream.gop_size = gop
-        for array in _frames(num_frames, width, height, pattern, seed):
-            for packet in stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")):
+        for array in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
