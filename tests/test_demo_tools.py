@@ -78,3 +78,12 @@ def test_temporal_robustness_sweeps_rates(demo_cfg, tmp_path):
     assert set(summary["tiny"]["accuracy"]) == {1, 2}
     assert os.path.isfile(tmp_path / "sweep" / "robustness.png")
     assert os.path.isfile(tmp_path / "sweep" / "robustness.json")
+
+
+def test_flip_demo_config_differs_only_in_flipping():
+    base, flip = get_cfg(), get_cfg()
+    base.merge_from_file(str(REPO / "configs/demo/VoV3D_M_demo.yaml"))
+    flip.merge_from_file(str(REPO / "configs/demo/VoV3D_M_demo_flip.yaml"))
+    assert not base.DATA.RANDOM_FLIP and flip.DATA.RANDOM_FLIP
+    flip.DATA.RANDOM_FLIP, flip.OUTPUT_DIR = False, base.OUTPUT_DIR
+    assert flip.dump() == base.dump()
