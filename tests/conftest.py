@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("VOV3D_SHARED", REPO.parent / "shared"))
@@ -19,3 +20,13 @@ def require_reference(*names):
             pytest.fail(f"reference fixture missing on CI: {missing}")
         pytest.skip(f"reference fixture missing: {missing}")
     return paths if len(paths) > 1 else paths[0]
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module: on a shared 2-core machine, spinning OpenMP threads make
+    tiny models crawl."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

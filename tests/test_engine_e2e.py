@@ -23,13 +23,7 @@ TINY = ["NUM_GPUS", "0", "DATA_LOADER.NUM_WORKERS", "0", "VOV3D.INNER_CH", "4", 
         "TRAIN.CHECKPOINT_PERIOD", "1"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine, spinning OpenMP threads make tiny models crawl."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 

@@ -21,13 +21,7 @@ def _final_state(out, epoch):
     return cu.read_checkpoint(cu.get_path_to_checkpoint(out, epoch))["model_state"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine, spinning OpenMP threads make tiny models crawl."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 

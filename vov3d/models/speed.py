@@ -42,11 +42,6 @@ INFERENCE_AMPS = ("auto", "off", "bfloat16", "float16")
 # ----------------------------------------------------------------------------------------------- #
 
 
-def _cfg_get(cfg, key, default):
-    """Returns cfg.MODEL.<key>, or `default` for configs that predate the key."""
-    return getattr(cfg.MODEL, key, default)
-
-
 def cfg_device_type(cfg):
     """Returns "cuda" when cfg runs on GPUs that exist, else "cpu"."""
     return "cuda" if cfg.NUM_GPUS > 0 and torch.cuda.is_available() else "cpu"
@@ -74,7 +69,7 @@ def resolve_depthwise_impl(cfg, device_type=None):
     auto: conv2d on CPU (measured faster, train and eval); conv3d on CUDA, where the tool has not
     measured it yet (run tools/benchmark.py --mode model on a GPU to decide).
     """
-    choice = _cfg_get(cfg, "DEPTHWISE_IMPL", "auto")
+    choice = cfg.MODEL.DEPTHWISE_IMPL
     if choice not in DEPTHWISE_IMPLS:
         raise ValueError(f"MODEL.DEPTHWISE_IMPL must be one of {DEPTHWISE_IMPLS}, got {choice!r}")
     if choice == "auto":
@@ -85,7 +80,7 @@ def resolve_depthwise_impl(cfg, device_type=None):
 
 def resolve_inference_amp(cfg, device_type=None):
     """Returns the autocast dtype of MODEL.INFERENCE_AMP on `device_type`, or None (fp32)."""
-    choice = _cfg_get(cfg, "INFERENCE_AMP", "off")
+    choice = cfg.MODEL.INFERENCE_AMP
     if choice not in INFERENCE_AMPS:
         raise ValueError(f"MODEL.INFERENCE_AMP must be one of {INFERENCE_AMPS}, got {choice!r}")
     device_type = device_type or cfg_device_type(cfg)
@@ -376,7 +371,7 @@ def example_inputs_for(cfg, device=None, batch=1, crop=None):
 def apply_cudnn_benchmark(cfg):
     """Sets torch.backends.cudnn.benchmark from MODEL.CUDNN_BENCHMARK when running on CUDA."""
     if cfg_device_type(cfg) == "cuda":
-        torch.backends.cudnn.benchmark = bool(_cfg_get(cfg, "CUDNN_BENCHMARK", True))
+        torch.backends.cudnn.benchmark = bool(cfg.MODEL.CUDNN_BENCHMARK)
 
 
 def maybe_compile(model, cfg):
