@@ -48,13 +48,16 @@ class SqueezeExcitation(nn.Module):
         self.fc1_act = nn.ReLU(inplace=True)
         self.fc2 = nn.Conv3d(dim_fc, dim, 1, bias=True)
 
-    def forward(self, x):
+    def gate(self, mean):
+        """Returns the N x C channel gates for the N x C clip means `mean`."""
         # The 1x1x1 convs act on an N x C x 1 x 1 x 1 mean: run them as matrix products on views of
         # their weights (same parameters, same math, without a 3D conv call's overhead).
-        s = x.mean((2, 3, 4))
-        s = F.linear(s, self.fc1.weight.flatten(1), self.fc1.bias)
+        s = F.linear(mean, self.fc1.weight.flatten(1), self.fc1.bias)
         s = F.linear(self.fc1_act(s), self.fc2.weight.flatten(1), self.fc2.bias)
-        return x * torch.sigmoid(s)[:, :, None, None, None]
+        return torch.sigmoid(s)
+
+    def forward(self, x):
+        return x * self.gate(x.mean((2, 3, 4)))[:, :, None, None, None]
 
 
 def init_weights(model, fc_init_std=0.01, zero_init_final_bn=True):

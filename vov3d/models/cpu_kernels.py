@@ -1,0 +1,145 @@
+"""Builds and loads the C kernels in vov3d/models/csrc/ for CPU inference.
+
+The kernels are plain C (no PyTorch headers), compiled on first use with the system C compiler
+(`$CC`, else `cc`) for the CPU at hand (-march=native), and called through ctypes on tensors'
+memory. The shared library is cached per source, flags and CPU model in
+`$VOV3D_KERNEL_CACHE` (default `~/.cache/vov3d/kernels`): keyed by the CPU so that a home directory
+shared by different cluster nodes never hands a node code for instructions it lacks. It is written
+to a temporary name and renamed, so processes building at the same time never load a half-written
+file.
+
+Without a compiler (or when the build fails) `load_library` returns None, logs why once, and
+callers run the stock PyTorch path: the kernels are a speed lever, never a requirement.
+"""
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+CSRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc")
+ABI_VERSION = 1
+
+_lock = threading.Lock()
+_libraries = {}
+_failures = {}
+
+_p, _i, _l = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
+SIGNATURES = {
+    "d2plus1d_cpu": {
+        # x, ldx, N, T, Hin, Win, Cin, Wa, ba, Cp, s, W1, W2, b2, y, ysum, nthreads
+        "d2plus1d_front": [_p, _l, _i, _i, _i, _i, _i, _p, _p, _i, _i, _p, _p, _p, _p, _p, _i],
+        # y, N, TP, Cp, scale, Wc, bc, Coutp, Cout, res, ldr, out, ldo, relu, nthreads
+        "d2plus1d_back": [_p, _i, _l, _i, _p, _p, _p, _i, _i, _p, _l, _p, _l, _i, _i],
+        "d2plus1d_abi_version": [],
+    },
+}
+
+
+def cache_dir():
+    root = os.environ.get("VOV3D_KERNEL_CACHE")
+    if not root:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        root = os.path.join(base, "vov3d", "kernels")
+    return root
+
+
+def _cpu_signature():
+    """The CPU model and feature flags (what -march=native compiles for)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            lines = [ln for ln in f if ln.startswith(("model name", "flags"))]
+        return "".join(sorted(set(lines)))
+    except OSError:
+        return platform.processor() or platform.machine()
+
+
+def _compiler():
+    cc = os.environ.get("CC") or "cc"
+    return shutil.which(cc.split()[0]) and cc
+
+
+def compile_flags(openmp=True):
+    flags = ["-O3", "-march=native", "-shared", "-fPIC", "-std=gnu11"]
+    return flags + (["-fopenmp"] if openmp else [])
+
+
+def _build(name, cc):
+    src = os.path.join(CSRC, name + ".c")
+    with open(src, "rb") as f:
+        source = f.read()
+    last_error = ""
+    for openmp in (True, False):  # a compiler without OpenMP still gives a (single-threaded) kernel
+        flags = compile_flags(openmp)
+        key = hashlib.sha256(
+            source + " ".join([cc] + flags).encode() + _cpu_signature().encode() + sys.platform.encode()
+        ).hexdigest()[:16]
+        path = os.path.join(cache_dir(), f"{name}-{key}.so")
+        if os.path.exists(path):
+            return path
+        os.makedirs(cache_dir(), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", prefix=f".{name}-", dir=cache_dir())
+        os.close(fd)
+        cmd = cc.split() + flags + ["-o", tmp, src]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        except (OSError, subprocess.SubprocessError) as e:
+            proc, last_error = None, str(e)
+        if proc is not None and proc.returncode == 0:
+            os.replace(tmp, path)  # atomic: concurrent builders each rename a complete file
+            return path
+        if proc is not None:
+            last_error = (proc.stderr or proc.stdout).strip()[-2000:]
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    raise RuntimeError(f"building {src} failed: {last_error}")
+
+
+def load_library(name="d2plus1d_cpu"):
+    """Returns the ctypes library of kernel `name` (built on first use), or None when it cannot be
+    built here (no C compiler, build error, not a POSIX system); the reason is logged once and
+    kept in `unavailable_reason(name)`."""
+    with _lock:
+        if name in _libraries:
+            return _libraries[name]
+        if name in _failures:
+            return None
+        try:
+            if os.name != "posix":
+                raise RuntimeError(f"CPU kernels are built on POSIX systems only (this is {os.name})")
+            cc = _compiler()
+            if not cc:
+                raise RuntimeError(f"no C compiler found (tried {os.environ.get('CC') or 'cc'}; set CC)")
+            torch.get_num_threads()  # torch (and its OpenMP runtime) loads first; the kernel shares it
+            lib = ctypes.CDLL(_build(name, cc))
+            for fn, argtypes in SIGNATURES[name].items():
+                getattr(lib, fn).argtypes = argtypes
+                getattr(lib, fn).restype = ctypes.c_int if fn.endswith("abi_version") else None
+            if lib.d2plus1d_abi_version() != ABI_VERSION:
+                raise RuntimeError("the cached kernel library has another ABI version")
+        except (OSError, RuntimeError) as e:
+            _failures[name] = str(e)
+            logger.warning("CPU kernel %s unavailable, using stock PyTorch ops: %s", name, str(e).splitlines()[0])
+            return None
+        _libraries[name] = lib
+        return lib
+
+
+def unavailable_reason(name="d2plus1d_cpu"):
+    """Why load_library(name) returned None, or None if it did not (or was not called)."""
+    return _failures.get(name)
+
+
+def pointer(t):
+    """The address of tensor t's first element (None for None), for the ctypes calls."""
+    return None if t is None else ctypes.c_void_p(t.data_ptr())

@@ -1,0 +1,270 @@
+/* Fused CPU inference of a D(2+1)D bottleneck (VoV3D's unit, X3D with X3D.UNIT d2plus1d), BN folded:
+
+     y   = b2(b1(relu(a(x))))                     front: 1x1x1 conv + bias, ReLU, depthwise 1x3x3
+                                                  (stride s, pad 1), depthwise 3x1x1 (pad 1) + bias
+     out = [relu]( c(swish(y * se)) + bias [+ x] ) back: optional SE scale, Swish, 1x1x1 conv + bias,
+                                                  optional residual, optional ReLU
+
+   Activations are channels-last: a clip is [T][H][W][C] with rows of C channels at a given row
+   stride (a channel slice of a wider tensor is allowed, which is how a T-OSA block writes every unit
+   straight into its concatenation). The stock path makes ~10 passes over memory per unit; this makes
+   two: the front keeps the a / b1 outputs of three frames in a per-thread ring (cache resident) and
+   writes y once, the back reads y once and writes the unit output. SE needs the mean of y over the
+   whole clip, hence the split.
+
+   Internal buffers (y, weights) pad channels to a multiple of 16 with zeros. Built by
+   vov3d/models/cpu_kernels.py with the system C compiler (-O3 -march=native, OpenMP when available);
+   plain C with GCC/Clang vector extensions, no fast-math (the process's FP state is left alone). */
+
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
+
+#define VW 16
+typedef float v16 __attribute__((vector_size(64), aligned(4)));
+typedef int vi16 __attribute__((vector_size(64), aligned(4)));
+
+#define LD(p) (*(const v16 *)(p))
+#define ST(p, v) (*(v16 *)(p) = (v))
+
+static inline v16 splat(float a) { return (v16){a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a}; }
+static inline v16 relu16(v16 v) { return (v16)((vi16)v & (vi16)(v > splat(0.f))); }
+static inline v16 select16(vi16 m, v16 a, v16 b) { return (v16)((m & (vi16)a) | (~m & (vi16)b)); }
+
+static inline v16 load_part(const float *p, int n) {
+#ifdef __AVX512F__
+  return (v16)_mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), p);
+#else
+  v16 v = splat(0.f);
+  memcpy(&v, p, (size_t)n * sizeof(float));
+  return v;
+#endif
+}
+
+static inline void store_part(float *p, v16 v, int n) {
+#ifdef __AVX512F__
+  _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1), (__m512)v);
+#else
+  memcpy(p, &v, (size_t)n * sizeof(float));
+#endif
+}
+
+/* exp(x), Cephes' single-precision polynomial (relative error ~1e-7); x is clamped to the range
+   where the result is a normal float. */
+static inline v16 exp16(v16 x) {
+  const v16 hi = splat(88.0f), lo = splat(-87.0f); /* 2^n stays a normal float */
+  x = select16(x > hi, hi, x);
+  x = select16(x < lo, lo, x);
+  const v16 magic = splat(12582912.0f); /* 1.5 * 2^23: adding it rounds to an integer */
+  v16 t = x * splat(1.44269504088896341f) + magic;
+  vi16 n = (vi16)t - (vi16)magic;
+  v16 fn = t - magic;
+  v16 r = x - fn * splat(0.693359375f) + fn * splat(2.12194440e-4f);
+  v16 p = splat(1.9875691500e-4f);
+  p = p * r + splat(1.3981999507e-3f);
+  p = p * r + splat(8.3334519073e-3f);
+  p = p * r + splat(4.1665795894e-2f);
+  p = p * r + splat(1.6666665459e-1f);
+  p = p * r + splat(5.0000001201e-1f);
+  p = p * r * r + r + splat(1.f);
+  vi16 e = (n + 127) << 23;
+  return p * (v16)e;
+}
+
+static inline v16 swish16(v16 v) { return v / (splat(1.f) + exp16(-v)); }
+
+/* ------------------------------------------------------------------------------------------- */
+/* GEMM with fused epilogue: C[M x N] = act(A[M x K] B[K x Np] + bias (+ Rsd)).                  */
+/* B and bias are padded to Np (a multiple of 16) with zeros; only N columns of C are written.   */
+/* ------------------------------------------------------------------------------------------- */
+
+static inline __attribute__((always_inline)) void gemm_tile(
+    int R, int NV, const float *A, long lda, int K, const float *B, int Np, const float *bias, float *C, long ldc,
+    int ncols, const float *Rsd, long ldr, int relu) {
+  v16 acc[6][2];
+  for (int i = 0; i < R; i++)
+    for (int v = 0; v < NV; v++) acc[i][v] = LD(bias + v * VW);
+  for (int k = 0; k < K; k++) {
+    v16 b[2];
+    for (int v = 0; v < NV; v++) b[v] = LD(B + (long)k * Np + v * VW);
+    for (int i = 0; i < R; i++) {
+      v16 a = splat(A[i * lda + k]);
+      for (int v = 0; v < NV; v++) acc[i][v] += a * b[v];
+    }
+  }
+  for (int i = 0; i < R; i++)
+    for (int v = 0; v < NV; v++) {
+      int n = ncols - v * VW;
+      if (n <= 0) break;
+      v16 o = acc[i][v];
+      float *c = C + i * ldc + v * VW;
+      if (n >= VW) {
+        if (Rsd) o += LD(Rsd + i * ldr + v * VW);
+        if (relu) o = relu16(o);
+        ST(c, o);
+      } else {
+        if (Rsd) o += load_part(Rsd + i * ldr + v * VW, n);
+        if (relu) o = relu16(o);
+        store_part(c, o, n);
+      }
+    }
+}
+
+#define TILE(R, NV) gemm_tile(R, NV, a, lda, K, b, Np, bias + j0, c, ldc, N - j0, rs, ldr, relu)
+
+static void gemm(const float *A, long lda, long M, int K, const float *B, int Np, const float *bias, float *C,
+                 long ldc, int N, const float *Rsd, long ldr, int relu) {
+  for (int j0 = 0; j0 < N; j0 += 2 * VW) {
+    int two = j0 + VW < N; /* a second column vector holds valid outputs */
+    const float *b = B + j0;
+    long m = 0;
+    for (; m + 6 <= M; m += 6) {
+      const float *a = A + m * lda;
+      float *c = C + m * ldc + j0;
+      const float *rs = Rsd ? Rsd + m * ldr + j0 : 0;
+      if (two) TILE(6, 2); else TILE(6, 1);
+    }
+    int rest = (int)(M - m);
+    if (rest) {
+      const float *a = A + m * lda;
+      float *c = C + m * ldc + j0;
+      const float *rs = Rsd ? Rsd + m * ldr + j0 : 0;
+      switch (rest * 2 + two) {
+        case 2: TILE(1, 1); break;
+        case 3: TILE(1, 2); break;
+        case 4: TILE(2, 1); break;
+        case 5: TILE(2, 2); break;
+        case 6: TILE(3, 1); break;
+        case 7: TILE(3, 2); break;
+        case 8: TILE(4, 1); break;
+        case 9: TILE(4, 2); break;
+        case 10: TILE(5, 1); break;
+        default: TILE(5, 2); break;
+      }
+    }
+  }
+}
+
+/* Depthwise 1x3x3 conv, padding 1, stride s, no bias: in [Hin][Win][Cp] -> out [H][W][Cp]; w [9][Cp]. */
+static void dw3x3(const float *in, int Hin, int Win, int Cp, const float *w, int s, float *out, int H, int W) {
+  for (int h = 0; h < H; h++)
+    for (int x = 0; x < W; x++) {
+      float *o = out + ((long)h * W + x) * Cp;
+      int i0 = h * s - 1 < 0 ? 1 : 0, i1 = h * s + 1 >= Hin ? 2 : 3;
+      int j0 = x * s - 1 < 0 ? 1 : 0, j1 = x * s + 1 >= Win ? 2 : 3;
+      for (int c = 0; c < Cp; c += VW) {
+        v16 acc = splat(0.f);
+        for (int i = i0; i < i1; i++)
+          for (int j = j0; j < j1; j++)
+            acc += LD(w + (i * 3 + j) * Cp + c) * LD(in + ((long)(h * s + i - 1) * Win + (x * s + j - 1)) * Cp + c);
+        ST(o + c, acc);
+      }
+    }
+}
+
+static int gcd(int a, int b) { return b ? gcd(b, a % b) : a; }
+
+/* Front. x: N clips of [T][Hin][Win] rows, row stride ldx (>= Cin). Wa [Cin][Cp], ba [Cp], W1 [9][Cp],
+   W2 [3][Cp] (taps t-1, t, t+1), b2 [Cp]. y: [N][T][H][W][Cp]. ysum: [N][Cp], sums of y per clip. */
+void d2plus1d_front(const float *x, long ldx, int N, int T, int Hin, int Win, int Cin, const float *Wa,
+                    const float *ba, int Cp, int s, const float *W1, const float *W2, const float *b2, float *y,
+                    float *ysum, int nthreads) {
+  const int H = (Hin - 1) / s + 1, W = (Win - 1) / s + 1;
+  const long P = (long)H * W, Pin = (long)Hin * Win;
+  if (nthreads < 1) nthreads = 1;
+  /* Split clips into temporal chunks so that every thread has work (a chunk recomputes the a / b1
+     outputs of its two neighbouring frames). */
+  int chunks = nthreads / gcd(N, nthreads);
+  if (chunks > T) chunks = T;
+  if (chunks < 1) chunks = 1;
+  const int jobs = N * chunks;
+  float *partial = calloc((size_t)jobs * Cp, sizeof(float));
+  if (!partial) return;
+#pragma omp parallel num_threads(nthreads)
+  {
+    float *bufA = aligned_alloc(64, ((size_t)Pin * Cp * sizeof(float) + 63) / 64 * 64);
+    float *ring = aligned_alloc(64, ((size_t)3 * P * Cp * sizeof(float) + 63) / 64 * 64);
+#pragma omp for schedule(static)
+    for (int job = 0; job < jobs; job++) {
+      const int n = job / chunks, ch = job % chunks;
+      const int t0 = (int)((long)T * ch / chunks), t1 = (int)((long)T * (ch + 1) / chunks);
+      float *sum = partial + (long)job * Cp;
+      const float *xn = x + (long)n * T * Pin * ldx;
+#define RING(f) (ring + (long)((f) % 3) * P * Cp)
+#define MAKE_B1(f)                                                                            \
+  do {                                                                                        \
+    gemm(xn + (long)(f) * Pin * ldx, ldx, Pin, Cin, Wa, Cp, ba, bufA, Cp, Cp, 0, 0, 1);       \
+    dw3x3(bufA, Hin, Win, Cp, W1, s, RING(f), H, W);                                          \
+  } while (0)
+      if (t0 > 0) MAKE_B1(t0 - 1);
+      MAKE_B1(t0);
+      for (int t = t0; t < t1; t++) {
+        if (t + 1 < T) MAKE_B1(t + 1);
+        const float *prev = t > 0 ? RING(t - 1) : 0, *cur = RING(t), *next = t + 1 < T ? RING(t + 1) : 0;
+        float *yt = y + ((long)n * T + t) * P * Cp;
+        for (int c = 0; c < Cp; c += VW) {
+          const v16 w0 = LD(W2 + c), w1 = LD(W2 + Cp + c), w2 = LD(W2 + 2 * Cp + c), bb = LD(b2 + c);
+          v16 acc = splat(0.f);
+          for (long p = 0; p < P; p++) {
+            const long o = p * Cp + c;
+            v16 v = bb + w1 * LD(cur + o);
+            if (prev) v += w0 * LD(prev + o);
+            if (next) v += w2 * LD(next + o);
+            ST(yt + o, v);
+            acc += v;
+          }
+          ST(sum + c, LD(sum + c) + acc);
+        }
+      }
+#undef MAKE_B1
+#undef RING
+    }
+    free(bufA);
+    free(ring);
+  }
+  for (int n = 0; n < N; n++)
+    for (int c = 0; c < Cp; c++) {
+      float acc = 0.f;
+      for (int ch = 0; ch < chunks; ch++) acc += partial[((long)n * chunks + ch) * Cp + c];
+      ysum[(long)n * Cp + c] = acc;
+    }
+  free(partial);
+}
+
+/* Back. y: [N][T*P][Cp]; scale: [N][Cp] or NULL; Wc [Cp][Coutp], bc [Coutp]. out: N*T*P rows of Cout
+   at row stride ldo; res (may be NULL): rows at stride ldr. */
+void d2plus1d_back(const float *y, int N, long TP, int Cp, const float *scale, const float *Wc, const float *bc,
+                   int Coutp, int Cout, const float *res, long ldr, float *out, long ldo, int relu, int nthreads) {
+  const long M = (long)N * TP;
+  const long rows = 192; /* rows per job: a z tile of rows x Cp stays in L2 */
+  const long jobs = (M + rows - 1) / rows;
+  if (nthreads < 1) nthreads = 1;
+#pragma omp parallel num_threads(nthreads)
+  {
+    float *z = aligned_alloc(64, ((size_t)rows * Cp * sizeof(float) + 63) / 64 * 64);
+#pragma omp for schedule(static)
+    for (long job = 0; job < jobs; job++) {
+      const long m0 = job * rows, m1 = m0 + rows < M ? m0 + rows : M;
+      for (long m = m0; m < m1; m++) {
+        const float *ym = y + m * Cp;
+        const float *sc = scale ? scale + (m / TP) * Cp : 0;
+        float *zm = z + (m - m0) * Cp;
+        for (int c = 0; c < Cp; c += VW) {
+          v16 v = LD(ym + c);
+          if (sc) v *= LD(sc + c);
+          ST(zm + c, swish16(v));
+        }
+      }
+      gemm(z, Cp, m1 - m0, Cp, Wc, Coutp, bc, out + m0 * ldo, ldo, Cout, res ? res + m0 * ldr : 0, ldr, relu);
+    }
+    free(z);
+  }
+}
+
+/* Lets the loader check that it has the library it built. */
+int d2plus1d_abi_version(void) { return 1; }

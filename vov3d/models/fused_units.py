@@ -1,0 +1,241 @@
+"""Fused CPU inference of D(2+1)D bottlenecks: the `MODEL.CPU_FUSED_UNITS` speed lever.
+
+VoV3D's unit (and X3D's bottleneck with X3D.UNIT d2plus1d) is a chain of narrow ops: 1x1x1 conv,
+ReLU, depthwise 1x3x3, depthwise 3x1x1, [SE], Swish, 1x1x1 conv, [+ input, ReLU]. On a CPU each op
+is a pass over a tensor too large for the cache, so the unit costs about ten memory passes while
+its arithmetic is small; VoV3D-M moves 1.5x the activations of X3D-M for the same clip. The
+kernel in vov3d/models/csrc/d2plus1d_cpu.c does the unit in two passes (see there), and a T-OSA
+block built of such units writes every unit straight into its concatenation buffer, so the
+`torch.cat` copy goes too.
+
+This runs on the BN-folded inference copy only (speed.prepare_model_for_inference): each block is
+wrapped, never rewritten, and falls back to its own forward whenever the kernel does not apply
+(autograd, another dtype or device, a layout other than channels-last rows, no C compiler).
+Outputs stay within 1e-5 of the stock path (tests/test_fused_units.py).
+"""
+
+import logging
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from vov3d.models import cpu_kernels
+from vov3d.models.layers import SqueezeExcitation, Swish
+from vov3d.models.vov3d import BottleneckUnit, TOSATransform
+from vov3d.models.x3d import X3DTransform
+
+logger = logging.getLogger(__name__)
+
+LANES = 16  # the kernel's channel vector width; its internal buffers pad channels to a multiple
+
+
+def _padded(n):
+    return -(-n // LANES) * LANES
+
+
+def _is_pointwise(conv):
+    return (
+        type(conv) is nn.Conv3d and conv.kernel_size == (1, 1, 1) and conv.stride == (1, 1, 1)
+        and conv.groups == 1 and conv.padding == (0, 0, 0) and conv.dilation == (1, 1, 1)
+    )
+
+
+def _is_depthwise(conv, kernel, padding, temporal_stride=1):
+    return (
+        isinstance(conv, nn.Conv3d) and conv.groups == conv.in_channels == conv.out_channels
+        and conv.kernel_size == kernel and conv.padding == padding and conv.dilation == (1, 1, 1)
+        and conv.padding_mode == "zeros" and conv.stride[0] == temporal_stride
+    )
+
+
+def d2plus1d_parts(block):
+    """Returns the pieces of a BN-folded D(2+1)D bottleneck as a dict, or None when `block` is not
+    one the kernel computes exactly (another middle, BatchNorms left, other kernel sizes, ...)."""
+    if isinstance(block, BottleneckUnit):
+        a, a_bn, c, c_bn = block.a[0], block.a[1], block.c[0], block.c[1]
+        act, residual, relu = block.swish, block.residual, True
+    elif isinstance(block, X3DTransform):
+        a, a_bn, c, c_bn = block.a, block.a_bn, block.c, block.c_bn
+        act, residual, relu = block.b_relu, False, False
+    else:
+        return None
+    if list(block.middle) != ["b1", "b2"]:
+        return None
+    b1, b2, se = block.b1, block.b2, getattr(block, "se", None)
+    inner = a.out_channels if isinstance(a, nn.Conv3d) else -1
+    ok = (
+        all(isinstance(m, nn.Identity) for m in (a_bn, block.b_bn, c_bn))
+        and type(block.a_relu) is nn.ReLU and type(act) is Swish
+        and _is_pointwise(a) and _is_pointwise(c) and c.in_channels == inner
+        and _is_depthwise(b1, (1, 3, 3), (0, 1, 1)) and b1.in_channels == inner and b1.bias is None
+        and b1.stride[1] == b1.stride[2] and b1.stride[1] >= 1
+        and _is_depthwise(b2, (3, 1, 1), (1, 0, 0)) and b2.in_channels == inner and b2.stride == (1, 1, 1)
+        and (se is None or type(se) is SqueezeExcitation)
+    )
+    if not ok:
+        return None
+    return {"a": a, "b1": b1, "b2": b2, "c": c, "se": se, "residual": residual, "relu": relu,
+            "stride": b1.stride[1]}
+
+
+def _row_stride(t):
+    """Returns the row stride of a 5-D N x C x T x H x W tensor whose elements sit as channels-last
+    rows (channels contiguous; rows at one stride, as in a channels_last_3d tensor or a channel
+    slice of one), else None."""
+    n, c, frames, h, w = t.shape
+    if c > 1 and t.stride(1) != 1:
+        return None
+    ld = None
+    for dim, rows_inside in ((4, 1), (3, w), (2, h * w), (0, frames * h * w)):
+        if t.shape[dim] == 1:
+            continue
+        if ld is None:
+            if t.stride(dim) % rows_inside:
+                return None
+            ld = t.stride(dim) // rows_inside
+        if t.stride(dim) != ld * rows_inside:
+            return None
+    ld = c if ld is None else ld
+    return ld if ld >= c else None
+
+
+def _as_buffer(t):
+    return t.detach().float().contiguous()
+
+
+class FusedD2plus1d(nn.Module):
+    """Wraps a BN-folded D(2+1)D bottleneck (`block`) and runs it with the fused CPU kernel.
+
+    The weights are packed once (transposed, channels padded to 16) from the block's folded convs;
+    the block stays as the fallback and for SE's gate.
+    """
+
+    def __init__(self, block, parts, lib):
+        super().__init__()
+        self.block = block
+        self.lib = lib
+        a, b1, b2, c = parts["a"], parts["b1"], parts["b2"], parts["c"]
+        self.cin, self.inner, self.cout = a.in_channels, a.out_channels, c.out_channels
+        self.stride, self.residual, self.relu = parts["stride"], parts["residual"], parts["relu"]
+        self.se = parts["se"]
+        cp, coutp = _padded(self.inner), _padded(self.cout)
+        self.cp, self.coutp = cp, coutp
+        with torch.no_grad():
+            def bias(conv, n, width):
+                b = torch.zeros(width)
+                if conv.bias is not None:
+                    b[:n] = conv.bias.detach().float()
+                return b
+
+            wa = torch.zeros(self.cin, cp)
+            wa[:, :self.inner] = a.weight.detach().float().reshape(self.inner, self.cin).t()
+            w1 = torch.zeros(9, cp)
+            w1[:, :self.inner] = b1.weight.detach().float().reshape(self.inner, 9).t()
+            w2 = torch.zeros(3, cp)
+            w2[:, :self.inner] = b2.weight.detach().float().reshape(self.inner, 3).t()
+            wc = torch.zeros(cp, coutp)
+            wc[:self.inner, :self.cout] = c.weight.detach().float().reshape(self.cout, self.inner).t()
+            packed = {"wa": wa, "ba": bias(a, self.inner, cp), "w1": w1, "w2": w2,
+                      "b2": bias(b2, self.inner, cp), "wc": wc, "bc": bias(c, self.cout, coutp)}
+        for name, value in packed.items():
+            self.register_buffer(name, _as_buffer(value), persistent=False)
+
+    def out_size(self, h, w):
+        return (h - 1) // self.stride + 1, (w - 1) // self.stride + 1
+
+    def applies(self, x):
+        """True when the kernel computes this input: fp32 CPU clips in channels-last rows, no autograd."""
+        return (
+            x.dim() == 5 and x.device.type == "cpu" and x.dtype == torch.float32 and x.shape[1] == self.cin
+            and x.numel() > 0 and not (torch.is_grad_enabled() and x.requires_grad)
+            and self.wa.device.type == "cpu" and _row_stride(x) is not None
+        )
+
+    def forward(self, x):
+        if not self.applies(x):
+            return self.block(x)
+        return self.compute(x)
+
+    def compute(self, x, out=None):
+        """Runs the unit on `x`; writes into `out` (N x cout x T x H x W, channels-last rows, e.g. a
+        channel slice of a concatenation buffer) when given, else into a new tensor; returns it."""
+        n, _, frames, hin, win = x.shape
+        h, w = self.out_size(hin, win)
+        threads = torch.get_num_threads()
+        y = torch.empty((n, frames, h, w, self.cp))
+        ysum = torch.empty((n, self.cp))
+        ptr = cpu_kernels.pointer
+        ldx = _row_stride(x)
+        self.lib.d2plus1d_front(
+            ptr(x), ldx, n, frames, hin, win, self.cin, ptr(self.wa), ptr(self.ba), self.cp, self.stride,
+            ptr(self.w1), ptr(self.w2), ptr(self.b2), ptr(y), ptr(ysum), threads,
+        )
+        scale = None
+        if self.se is not None:
+            gate = self.se.gate(ysum[:, :self.inner] / float(frames * h * w))
+            scale = F.pad(gate, (0, self.cp - self.inner)).float().contiguous()
+        if out is None:
+            out = torch.empty((n, self.cout, frames, h, w), memory_format=torch.channels_last_3d)
+        ldo = _row_stride(out)
+        if ldo is None or tuple(out.shape) != (n, self.cout, frames, h, w):
+            raise ValueError(f"output buffer of shape {tuple(out.shape)} is not channels-last rows of "
+                             f"{(n, self.cout, frames, h, w)}")
+        res = x if self.residual else None
+        self.lib.d2plus1d_back(
+            ptr(y), n, frames * h * w, self.cp, ptr(scale), ptr(self.wc), ptr(self.bc), self.coutp, self.cout,
+            ptr(res), ldx, ptr(out), ldo, int(self.relu), threads,
+        )
+        return out
+
+
+class FusedTOSA(nn.Module):
+    """Wraps a T-OSA block whose units are all FusedD2plus1d: the units write into one channels-last
+    buffer laid out as the block's concatenation, which the aggregation conv then reads."""
+
+    def __init__(self, block):
+        super().__init__()
+        self.block = block
+
+    def forward(self, x):
+        layers = self.block.layers
+        if not layers[0].applies(x):
+            return self.block(x)
+        n, c, frames, hin, win = x.shape
+        h, w = layers[0].out_size(hin, win)
+        buf = torch.empty((n, self.block.c.in_channels, frames, h, w), memory_format=torch.channels_last_3d)
+        offset = 0
+        if self.block.keep_input:
+            buf[:, :c].copy_(x)
+            offset = c
+        inp = x
+        for layer in layers:
+            out = buf[:, offset:offset + layer.cout]
+            layer.compute(inp, out)
+            inp, offset = out, offset + layer.cout
+        return self.block.c_bn(self.block.c(buf))
+
+
+def _set_submodule(model, name, module):
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, module)
+
+
+def fuse_d2plus1d_blocks(model):
+    """Wraps, in place, every BN-folded D(2+1)D bottleneck of `model` in FusedD2plus1d and every
+    T-OSA block made only of them in FusedTOSA. Returns the number of bottlenecks wrapped (0 when
+    the kernel cannot be built here). For inference copies only (speed.prepare_model_for_inference)."""
+    lib = cpu_kernels.load_library("d2plus1d_cpu")
+    if lib is None:
+        return 0
+    found = [(name, m, d2plus1d_parts(m)) for name, m in model.named_modules()]
+    count = 0
+    for name, m, parts in found:
+        if parts is not None and name:
+            _set_submodule(model, name, FusedD2plus1d(m, parts, lib))
+            count += 1
+    for name, m in list(model.named_modules()):
+        if isinstance(m, TOSATransform) and name and all(isinstance(u, FusedD2plus1d) for u in m.layers):
+            _set_submodule(model, name, FusedTOSA(m))
+    logger.debug("Fused %d D(2+1)D bottlenecks for CPU inference", count)
+    return count
