@@ -170,6 +170,10 @@ _C.MODEL.FOLD_BN = True  # test/export run a copy with BatchNorm folded into the
 _C.MODEL.DEPTHWISE_IMPL = "auto"  # depthwise 1xkxk / kx1x1 convs as: auto (conv2d on CPU, conv3d on CUDA) | conv2d | conv3d
 _C.MODEL.CUDNN_BENCHMARK = True  # torch.backends.cudnn.benchmark on CUDA (autotuned conv algorithms)
 _C.MODEL.INFERENCE_AMP = "auto"  # autocast in test/val: auto (float16 on CUDA, off on CPU) | off | bfloat16 | float16
+# D(2+1)D bottlenecks (VoV3D units, X3D with X3D.UNIT d2plus1d) of the BN-folded test copy run as one
+# fused C kernel on CPU (vov3d/models/fused_units.py): auto (on CPU when a C compiler is there, else
+# stock ops with a warning) | on (an error without a compiler) | off. Needs MODEL.FOLD_BN; not with COMPILE.
+_C.MODEL.CPU_FUSED_UNITS = "auto"
 
 # ---------------------------------------------------------------------------- #
 # SlowFast (official keys; not implemented)
@@ -539,6 +543,8 @@ def assert_and_infer_cfg(cfg):
         raise ValueError(
             f"MODEL.MEMORY_FORMAT must be auto, channels_last_3d or contiguous, got {cfg.MODEL.MEMORY_FORMAT!r}"
         )
+    if cfg.MODEL.CPU_FUSED_UNITS not in ("auto", "on", "off"):
+        raise ValueError(f"MODEL.CPU_FUSED_UNITS must be auto, on or off, got {cfg.MODEL.CPU_FUSED_UNITS!r}")
     return cfg
 
 

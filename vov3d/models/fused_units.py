@@ -111,10 +111,9 @@ class FusedD2plus1d(nn.Module):
     the block stays as the fallback and for SE's gate.
     """
 
-    def __init__(self, block, parts, lib):
+    def __init__(self, block, parts):
         super().__init__()
         self.block = block
-        self.lib = lib
         a, b1, b2, c = parts["a"], parts["b1"], parts["b2"], parts["c"]
         self.cin, self.inner, self.cout = a.in_channels, a.out_channels, c.out_channels
         self.stride, self.residual, self.relu = parts["stride"], parts["residual"], parts["relu"]
@@ -141,13 +140,21 @@ class FusedD2plus1d(nn.Module):
         for name, value in packed.items():
             self.register_buffer(name, _as_buffer(value), persistent=False)
 
+    @property
+    def lib(self):
+        # Looked up, not stored: a ctypes library cannot be deep-copied or pickled with the module.
+        return cpu_kernels.load_library("d2plus1d_cpu")
+
     def out_size(self, h, w):
         return (h - 1) // self.stride + 1, (w - 1) // self.stride + 1
 
     def applies(self, x):
-        """True when the kernel computes this input: fp32 CPU clips in channels-last rows, no autograd."""
+        """True when the kernel computes this input: fp32 CPU clips in channels-last rows, no autograd,
+        not being traced or compiled."""
         return (
-            x.dim() == 5 and x.device.type == "cpu" and x.dtype == torch.float32 and x.shape[1] == self.cin
+            # A trace or a compiled graph cannot record a ctypes call: they get the stock ops.
+            not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+            and x.dim() == 5 and x.device.type == "cpu" and x.dtype == torch.float32 and x.shape[1] == self.cin
             and x.numel() > 0 and not (torch.is_grad_enabled() and x.requires_grad)
             and self.wa.device.type == "cpu" and _row_stride(x) is not None
         )
@@ -225,14 +232,13 @@ def fuse_d2plus1d_blocks(model):
     """Wraps, in place, every BN-folded D(2+1)D bottleneck of `model` in FusedD2plus1d and every
     T-OSA block made only of them in FusedTOSA. Returns the number of bottlenecks wrapped (0 when
     the kernel cannot be built here). For inference copies only (speed.prepare_model_for_inference)."""
-    lib = cpu_kernels.load_library("d2plus1d_cpu")
-    if lib is None:
+    if cpu_kernels.load_library("d2plus1d_cpu") is None:
         return 0
     found = [(name, m, d2plus1d_parts(m)) for name, m in model.named_modules()]
     count = 0
     for name, m, parts in found:
         if parts is not None and name:
-            _set_submodule(model, name, FusedD2plus1d(m, parts, lib))
+            _set_submodule(model, name, FusedD2plus1d(m, parts))
             count += 1
     for name, m in list(model.named_modules()):
         if isinstance(m, TOSATransform) and name and all(isinstance(u, FusedD2plus1d) for u in m.layers):

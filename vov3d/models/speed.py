@@ -8,6 +8,7 @@
 | torch.compile                  | MODEL.COMPILE               | off (opt-in: compile time is paid every run)           |
 | cuDNN autotuner                | MODEL.CUDNN_BENCHMARK       | on (CUDA only)                                         |
 | autocast in inference          | MODEL.INFERENCE_AMP         | auto: float16 on CUDA, off on CPU                      |
+| fused D(2+1)D units (C kernel) | MODEL.CPU_FUSED_UNITS       | auto: on for CPU inference (vov3d/models/fused_units.py) |
 | autocast in training           | TRAIN.MIXED_PRECISION(_DTYPE) | the engine's keys (vov3d/engine/batch.py)            |
 
 The depthwise lever runs a depthwise Conv3d whose kernel is 1 x kh x kw (spatial) as a depthwise
@@ -35,6 +36,7 @@ logger = logging.getLogger(__name__)
 MEMORY_FORMATS = ("auto", "channels_last_3d", "contiguous")
 DEPTHWISE_IMPLS = ("auto", "conv3d", "conv2d")
 INFERENCE_AMPS = ("auto", "off", "bfloat16", "float16")
+CPU_FUSED_UNITS = ("auto", "on", "off")
 
 
 # ----------------------------------------------------------------------------------------------- #
@@ -87,6 +89,15 @@ def resolve_inference_amp(cfg, device_type=None):
     if choice == "auto":
         return torch.float16 if device_type == "cuda" else None
     return {"off": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[choice]
+
+
+def resolve_cpu_fused_units(cfg, device_type=None):
+    """Returns True when MODEL.CPU_FUSED_UNITS asks for the fused D(2+1)D kernel on `device_type`
+    (a CPU lever: False on CUDA whatever the key says)."""
+    choice = cfg.MODEL.CPU_FUSED_UNITS
+    if choice not in CPU_FUSED_UNITS:
+        raise ValueError(f"MODEL.CPU_FUSED_UNITS must be one of {CPU_FUSED_UNITS}, got {choice!r}")
+    return choice != "off" and (device_type or cfg_device_type(cfg)) == "cpu"
 
 
 def inference_autocast(cfg, device):
@@ -392,16 +403,34 @@ def prepare_model_for_training(model, cfg):
 
 def prepare_model_for_inference(model, cfg, example_inputs=None):
     """Returns the module to evaluate: a BN-folded inference copy when MODEL.FOLD_BN (BN stats
-    must be final: call after loading the checkpoint / precise BN), compiled when MODEL.COMPILE,
+    must be final: call after loading the checkpoint / precise BN), its D(2+1)D units fused on CPU
+    (MODEL.CPU_FUSED_UNITS), compiled when MODEL.COMPILE,
     in eval mode. Run it under `inference_autocast(cfg, device)`. `model` itself is not changed."""
     apply_cudnn_benchmark(cfg)
     model = model.module if hasattr(model, "module") and isinstance(model, nn.parallel.DistributedDataParallel) \
         else model
     out = model
     if cfg.MODEL.FOLD_BN:
+        device = next(model.parameters()).device
         if example_inputs is None:
-            device = next(model.parameters()).device
             example_inputs = example_inputs_for(cfg, device)
         out = fold_batchnorm(model, example_inputs)
+        # The fused kernel works on the folded copy (never on `model`); torch.compile fuses by itself.
+        if not cfg.MODEL.COMPILE and resolve_cpu_fused_units(cfg, device.type):
+            fuse_cpu_units(out, required=cfg.MODEL.CPU_FUSED_UNITS == "on")
     out = maybe_compile(out, cfg)
     return out.eval()
+
+
+def fuse_cpu_units(folded, required=False):
+    """Runs the D(2+1)D bottlenecks of the BN-folded inference copy `folded` with the fused CPU
+    kernel (vov3d/models/fused_units.py), in place; returns how many. `required`: raise when the
+    kernel cannot be built here instead of keeping the stock ops."""
+    from vov3d.models import cpu_kernels
+    from vov3d.models.fused_units import fuse_d2plus1d_blocks
+
+    count = fuse_d2plus1d_blocks(folded)
+    reason = cpu_kernels.unavailable_reason("d2plus1d_cpu")
+    if required and reason:
+        raise RuntimeError(f"MODEL.CPU_FUSED_UNITS is on but the CPU kernel cannot be built: {reason}")
+    return count

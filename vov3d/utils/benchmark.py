@@ -32,13 +32,14 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 
 @dataclass
 class Variant:
-    """One lever combination. `fold_bn` and `inference_amp` apply to eval, `train_amp` to the train
-    step; `memory_format` / `depthwise` / `compile` / `cudnn_benchmark` to both."""
+    """One lever combination. `fold_bn`, `fused_units` (needs fold_bn) and `inference_amp` apply to
+    eval, `train_amp` to the train step; `memory_format` / `depthwise` / `compile` / `cudnn_benchmark` to both."""
 
     name: str
     memory_format: str = "contiguous"
     depthwise: str = "conv3d"
     fold_bn: bool = False
+    fused_units: bool = False
     compile: bool = False
     cudnn_benchmark: bool = False
     train_amp: str = "off"
@@ -66,6 +67,8 @@ def default_variants(device_type, with_compile=False, cfg=None):
                     train_amp="bfloat16", inference_amp="bfloat16"),
         ]
     else:
+        v.append(Variant("cl3d+dw_conv2d+fold_bn+fused", memory_format=cl, depthwise=dw, fold_bn=True,
+                         fused_units=True))
         v.append(Variant("cl3d+dw_conv2d+bf16", memory_format=cl, depthwise=dw,
                          train_amp="bfloat16", inference_amp="bfloat16"))
     if with_compile:
@@ -87,6 +90,8 @@ def defaults_variant(cfg, device_type):
     return Variant(
         "defaults", memory_format=fmt, depthwise=speed.resolve_depthwise_impl(cfg, device_type),
         fold_bn=bool(cfg.MODEL.FOLD_BN), compile=bool(cfg.MODEL.COMPILE),
+        fused_units=bool(cfg.MODEL.FOLD_BN and not cfg.MODEL.COMPILE)
+        and speed.resolve_cpu_fused_units(cfg, device_type),
         cudnn_benchmark=device_type == "cuda" and bool(cfg.MODEL.CUDNN_BENCHMARK),
         train_amp=train_amp, inference_amp={None: "off", torch.float16: "float16", torch.bfloat16: "bfloat16"}[amp],
     )
@@ -139,6 +144,7 @@ class Runner:
         cfg.MODEL.MEMORY_FORMAT = variant.memory_format
         cfg.MODEL.DEPTHWISE_IMPL = variant.depthwise
         cfg.MODEL.FOLD_BN = variant.fold_bn
+        cfg.MODEL.CPU_FUSED_UNITS = "auto" if variant.fused_units else "off"
         cfg.MODEL.COMPILE = variant.compile
         cfg.MODEL.CUDNN_BENCHMARK = variant.cudnn_benchmark
         self.cfg = cfg

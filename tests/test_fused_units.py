@@ -1,0 +1,264 @@
+"""The fused CPU kernel for D(2+1)D bottlenecks (vov3d/models/fused_units.py, MODEL.CPU_FUSED_UNITS)
+gives the outputs of the stock ops, falls back where it does not apply, and degrades to stock ops
+when no C compiler is there. No timing assertions: tools/benchmark.py --mode model measures speed."""
+
+import copy
+import io
+import logging
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn as nn
+
+from tests.conftest import require_reference
+from vov3d.config.defaults import assert_and_infer_cfg, get_cfg
+from vov3d.models import build_model, cpu_kernels, speed
+from vov3d.models.fused_units import FusedD2plus1d, FusedTOSA, d2plus1d_parts, fuse_d2plus1d_blocks
+from vov3d.models.vov3d import BottleneckUnit, TOSATransform
+from vov3d.utils.checkpoint import load_checkpoint
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOL = 1e-5
+CL = torch.channels_last_3d
+
+
+@pytest.fixture(scope="module")
+def kernel():
+    lib = cpu_kernels.load_library()
+    if lib is None:
+        reason = cpu_kernels.unavailable_reason()
+        if os.environ.get("CI"):
+            pytest.fail(f"the CPU kernel must build on CI: {reason}")
+        pytest.skip(f"no CPU kernel here: {reason}")
+    return lib
+
+
+def randomize_bn(model, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.bias.copy_(torch.rand(m.num_features, generator=g) - 0.5)
+    return model
+
+
+def folded_unit(cin, inner, cout, stride, use_se, x):
+    torch.manual_seed(0)
+    unit = randomize_bn(BottleneckUnit(cin, inner, cout, stride, "d2plus1d", use_se=use_se)).eval()
+    unit = unit.to(memory_format=CL)
+    return speed.fold_batchnorm(unit, x)
+
+
+def clip(n, c, t, h, w, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, c, t, h, w, generator=g).contiguous(memory_format=CL)
+
+
+@pytest.mark.parametrize(
+    "cin,inner,cout,stride,use_se,shape",
+    [
+        ((20, 40, 20, 1, True, (2, 8, 14, 14))),  # VoV3D unit with residual and SE
+        ((20, 40, 20, 1, False, (2, 8, 14, 14))),
+        ((24, 40, 20, 2, True, (2, 8, 15, 13))),  # stride 2 on odd sizes, no residual
+        ((7, 12, 5, 1, False, (3, 5, 6, 5))),  # channels that are no multiple of 16, odd batch
+        ((5, 33, 5, 1, True, (1, 1, 4, 4))),  # a single frame
+        ((16, 32, 16, 1, True, (1, 2, 1, 1))),  # a single position
+        ((40, 80, 40, 2, False, (4, 3, 7, 7))),
+    ],
+)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fused_unit_matches_stock_ops(kernel, cin, inner, cout, stride, use_se, shape, threads):
+    n, t, h, w = shape
+    x = clip(n, cin, t, h, w)
+    folded = folded_unit(cin, inner, cout, stride, use_se, x)
+    parts = d2plus1d_parts(folded)
+    assert parts is not None and parts["residual"] == (cin == cout and stride == 1)
+    fused = FusedD2plus1d(folded, parts)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.no_grad():
+            ref, out = folded(x), fused(x)
+    finally:
+        torch.set_num_threads(before)
+    assert out.shape == ref.shape and out.is_contiguous(memory_format=CL)
+    assert (out - ref).abs().max().item() <= TOL * max(1.0, ref.abs().max().item())
+
+
+def test_fused_unit_reads_and_writes_channel_slices(kernel):
+    """What a T-OSA block does: input and output are channel slices of wider channels-last tensors."""
+    x_wide = clip(2, 30, 4, 6, 6)
+    x = x_wide[:, 5:25]
+    folded = folded_unit(20, 24, 20, 1, True, x.contiguous(memory_format=CL))
+    fused = FusedD2plus1d(folded, d2plus1d_parts(folded))
+    buf = torch.full((2, 50, 4, 6, 6), 7.0).contiguous(memory_format=CL)
+    with torch.no_grad():
+        ref = folded(x.contiguous(memory_format=CL))
+        fused.compute(x, buf[:, 10:30])
+    assert torch.allclose(buf[:, 10:30], ref, atol=TOL)
+    assert (buf[:, :10] == 7).all() and (buf[:, 30:] == 7).all()  # nothing written outside the slice
+
+
+def test_fused_unit_falls_back_where_the_kernel_does_not_apply(kernel):
+    x = clip(2, 8, 3, 5, 5)
+    folded = folded_unit(8, 16, 8, 1, False, x)
+    fused = FusedD2plus1d(folded, d2plus1d_parts(folded))
+    calls = []
+    folded.register_forward_hook(lambda m, i, o: calls.append(1))
+    with torch.no_grad():
+        ref = folded(x)
+        calls.clear()
+        assert torch.allclose(fused(x), ref, atol=TOL) and not calls  # the kernel ran
+        assert torch.allclose(fused(x.contiguous()), ref, atol=TOL) and calls  # NCTHW: stock ops
+        calls.clear()
+        fused(x.double().contiguous(memory_format=CL).float())
+        assert not calls
+    xg = x.clone().requires_grad_(True)
+    out = fused(xg)  # autograd: stock ops, gradients flow
+    assert calls and out.requires_grad
+    out.sum().backward()
+    assert xg.grad is not None
+
+
+def test_parts_refuse_blocks_the_kernel_does_not_compute():
+    x = clip(1, 8, 2, 4, 4)
+    unit = BottleneckUnit(8, 16, 8, 1, "d2plus1d").eval().to(memory_format=CL)
+    assert d2plus1d_parts(unit) is None  # BatchNorms not folded
+    assert d2plus1d_parts(speed.fold_batchnorm(unit, x)) is not None
+    other = BottleneckUnit(8, 16, 8, 1, "dw3d").eval().to(memory_format=CL)
+    assert d2plus1d_parts(speed.fold_batchnorm(other, x)) is None  # another middle
+
+
+def tiny_cfg(rel, opts=()):
+    cfg = get_cfg()
+    cfg.merge_from_file(os.path.join(REPO, "configs", rel))
+    cfg.merge_from_list(["NUM_GPUS", 0, "DATA.NUM_FRAMES", 4, "DATA.TRAIN_CROP_SIZE", 32,
+                         "DATA.TEST_CROP_SIZE", 32, "MODEL.NUM_CLASSES", 7] + list(opts))
+    return cfg
+
+
+def _logits(model, x):
+    out = []
+    h = model.get_submodule("head.projection").register_forward_hook(lambda m, i, o: out.append(o))
+    with torch.no_grad():
+        probs = model([x])
+    h.remove()
+    return out[0], probs
+
+
+@pytest.mark.parametrize("rel,opts,units,blocks", [
+    ("Kinetics/VoV3D_M_16x5.yaml", (), 40, 8),
+    ("Kinetics/X3D_M_16x5.yaml", ("X3D.UNIT", "d2plus1d"), 26, 0),
+    ("Kinetics/X3D_M_16x5.yaml", (), 0, 0),  # depthwise 3x3x3 middles: nothing to fuse
+])
+def test_whole_models_match_with_fused_units(kernel, rel, opts, units, blocks):
+    cfg = tiny_cfg(rel, opts)
+    torch.manual_seed(0)
+    model = randomize_bn(build_model(cfg)).eval()
+    x = speed.to_model_format(torch.randn(3, 3, 4, 32, 32), cfg)
+    cfg.MODEL.CPU_FUSED_UNITS = "off"
+    plain = speed.prepare_model_for_inference(model, cfg)
+    cfg.MODEL.CPU_FUSED_UNITS = "auto"
+    fused = speed.prepare_model_for_inference(model, cfg)
+    assert not any(isinstance(m, FusedD2plus1d) for m in plain.modules())
+    assert sum(isinstance(m, FusedD2plus1d) for m in fused.modules()) == units
+    assert sum(isinstance(m, FusedTOSA) for m in fused.modules()) == blocks
+    assert not any(isinstance(m, (FusedD2plus1d, FusedTOSA)) for m in model.modules())  # model untouched
+    (lp, pp), (lf, pf) = _logits(plain, x), _logits(fused, x)
+    assert (lf - lp).abs().max().item() <= TOL * max(1.0, lp.abs().max().item())
+    assert torch.allclose(pf, pp, atol=TOL)
+
+
+def test_official_checkpoint_outputs_with_fused_units(kernel):
+    ckpt, io_path = require_reference("vov3d_m.pyth", "vov3d_m_io.pt")
+    ref = torch.load(io_path, weights_only=True)
+    cfg = get_cfg()
+    cfg.merge_from_file(str(require_reference("official-configs/SSv1_vov3d_vov3d_M_F16.yaml")))
+    cfg.merge_from_list(ref["meta"]["opts"] + ["NUM_GPUS", 0])
+    model = build_model(cfg)
+    assert load_checkpoint(str(ckpt), model, data_parallel=False) == 0
+    x0 = ref["inputs"][0]
+    inf = speed.prepare_model_for_inference(model, cfg, [speed.to_model_format(x0[:1], cfg)])
+    assert sum(isinstance(m, FusedD2plus1d) for m in inf.modules()) == 40
+    with torch.no_grad():
+        for key_in, key_out in (("inputs", "outputs"), ("extra_inputs", "extra_outputs")):
+            for x, expected in zip(ref[key_in], ref[key_out]):
+                y = inf([speed.to_model_format(x, cfg)])
+                assert (y - expected).abs().max().item() <= 1e-5
+
+
+def test_no_compiler_keeps_stock_ops_or_fails_when_required(monkeypatch, tmp_path, caplog):
+    monkeypatch.setenv("CC", "no-such-compiler-vov3d")
+    monkeypatch.setenv("VOV3D_KERNEL_CACHE", str(tmp_path / "kernels"))
+    monkeypatch.setattr(cpu_kernels, "_libraries", {})
+    monkeypatch.setattr(cpu_kernels, "_failures", {})
+    cfg = tiny_cfg("Kinetics/VoV3D_M_16x5.yaml")
+    model = randomize_bn(build_model(cfg)).eval()
+    x = speed.to_model_format(torch.randn(1, 3, 4, 32, 32), cfg)
+    with caplog.at_level(logging.WARNING):
+        inf = speed.prepare_model_for_inference(model, cfg)
+    assert "no-such-compiler-vov3d" in caplog.text
+    assert not any(isinstance(m, FusedD2plus1d) for m in inf.modules())
+    with torch.no_grad():
+        assert torch.allclose(inf([x]), model([x]), atol=TOL)
+    cfg.MODEL.CPU_FUSED_UNITS = "on"
+    with pytest.raises(RuntimeError, match="MODEL.CPU_FUSED_UNITS"):
+        speed.prepare_model_for_inference(model, cfg)
+
+
+def test_bad_key_value_is_named():
+    cfg = get_cfg()
+    cfg.MODEL.CPU_FUSED_UNITS = "yes"
+    with pytest.raises(ValueError, match="MODEL.CPU_FUSED_UNITS"):
+        assert_and_infer_cfg(cfg)
+
+
+def test_concurrent_builds_share_one_cache(tmp_path, kernel):
+    """Processes building the kernel at once (e.g. several test jobs) all end up loading it."""
+    code = ("import sys; from vov3d.models import cpu_kernels as k; "
+            "sys.exit(0 if k.load_library() is not None else 1)")
+    env = dict(os.environ, VOV3D_KERNEL_CACHE=str(tmp_path / "kernels"), PYTHONPATH=REPO)
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, cwd=REPO) for _ in range(3)]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0, 0]
+    built = [f for f in os.listdir(tmp_path / "kernels") if f.endswith(".so")]
+    assert len([f for f in built if not f.startswith(".")]) == 1, built
+    assert not [f for f in built if f.startswith(".")]  # no half-written temporaries left
+
+
+def test_fusion_only_touches_inference_copies(kernel):
+    cfg = tiny_cfg("Kinetics/VoV3D_M_16x5.yaml")
+    model = build_model(cfg)
+    cfg.MODEL.FOLD_BN = False  # no folded copy: the model itself is returned, never wrapped
+    assert speed.prepare_model_for_inference(model, cfg) is model
+    assert not any(isinstance(m, FusedD2plus1d) for m in model.modules())
+    cfg.MODEL.FOLD_BN = True
+    inf = speed.prepare_model_for_inference(model, cfg)
+    assert any(isinstance(m, FusedTOSA) for m in inf.modules())
+    # The checkpointed model keeps its plain structure and state_dict names.
+    assert all(not k.startswith("fused") and ".block." not in k for k in model.state_dict())
+    assert isinstance(model.s2.pathway0_res0.branch2, TOSATransform)
+    x = speed.to_model_format(torch.randn(1, 3, 4, 32, 32), cfg)
+    with torch.no_grad():  # inference copies stay copyable and picklable
+        assert torch.equal(copy.deepcopy(inf)([x]), inf([x]))
+        buf = io.BytesIO()
+        torch.save(inf, buf)
+        buf.seek(0)
+        assert torch.equal(torch.load(buf, weights_only=False)([x]), inf([x]))
+
+
+def test_traced_inference_copy_records_stock_ops(kernel):
+    cfg = tiny_cfg("Kinetics/VoV3D_M_16x5.yaml")
+    torch.manual_seed(0)
+    model = randomize_bn(build_model(cfg)).eval()
+    inf = speed.prepare_model_for_inference(model, cfg)
+    x = speed.to_model_format(torch.randn(2, 3, 4, 32, 32), cfg)
+    with torch.no_grad():
+        traced = torch.jit.trace(inf, ([x],), check_trace=False)
+        x2 = speed.to_model_format(torch.randn(2, 3, 4, 32, 32), cfg)
+        assert torch.allclose(traced([x2]), inf([x2]), atol=TOL)
