@@ -28,7 +28,7 @@ import torch
 logger = logging.getLogger(__name__)
 
 CSRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc")
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 _lock = threading.Lock()
 _libraries = {}
@@ -69,18 +69,22 @@ def _compiler():
     return shutil.which(cc.split()[0]) and cc
 
 
-def compile_flags(openmp=True):
-    flags = ["-O3", "-march=native", "-shared", "-fPIC", "-std=gnu11"]
-    return flags + (["-fopenmp"] if openmp else [])
+def compile_flags(native=True, openmp=True):
+    flags = ["-O3", "-shared", "-fPIC", "-std=gnu11"]
+    return flags + (["-march=native"] if native else []) + (["-fopenmp"] if openmp else [])
+
+
+# Tried in order: a compiler without OpenMP still gives a (single-threaded) kernel, one without
+# -march=native (some non-x86 compilers) a portable one.
+FLAG_CHOICES = [compile_flags(n, o) for n, o in ((True, True), (False, True), (True, False), (False, False))]
 
 
 def _build(name, cc):
     src = os.path.join(CSRC, name + ".c")
     with open(src, "rb") as f:
         source = f.read()
-    last_error = ""
-    for openmp in (True, False):  # a compiler without OpenMP still gives a (single-threaded) kernel
-        flags = compile_flags(openmp)
+    errors = []
+    for flags in FLAG_CHOICES:
         key = hashlib.sha256(
             source + " ".join([cc] + flags).encode() + _cpu_signature().encode() + sys.platform.encode()
         ).hexdigest()[:16]
@@ -93,16 +97,16 @@ def _build(name, cc):
         cmd = cc.split() + flags + ["-o", tmp, src]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+            if proc.returncode == 0:
+                os.replace(tmp, path)  # atomic: concurrent builders each rename a complete file
+                return path
+            errors.append(f"{' '.join(cmd)}: {(proc.stderr or proc.stdout).strip()[-1000:]}")
         except (OSError, subprocess.SubprocessError) as e:
-            proc, last_error = None, str(e)
-        if proc is not None and proc.returncode == 0:
-            os.replace(tmp, path)  # atomic: concurrent builders each rename a complete file
-            return path
-        if proc is not None:
-            last_error = (proc.stderr or proc.stdout).strip()[-2000:]
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    raise RuntimeError(f"building {src} failed: {last_error}")
+            errors.append(f"{' '.join(cmd)}: {e}")
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+    raise RuntimeError(f"building {src} failed: " + " | ".join(errors))
 
 
 def load_library(name="d2plus1d_cpu"):
@@ -124,7 +128,7 @@ def load_library(name="d2plus1d_cpu"):
             lib = ctypes.CDLL(_build(name, cc))
             for fn, argtypes in SIGNATURES[name].items():
                 getattr(lib, fn).argtypes = argtypes
-                getattr(lib, fn).restype = ctypes.c_int if fn.endswith("abi_version") else None
+                getattr(lib, fn).restype = ctypes.c_int  # 0 ok, 1 out of memory; or the ABI version
             if lib.d2plus1d_abi_version() != ABI_VERSION:
                 raise RuntimeError("the cached kernel library has another ABI version")
         except (OSError, RuntimeError) as e:

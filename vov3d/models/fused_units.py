@@ -174,10 +174,12 @@ class FusedD2plus1d(nn.Module):
         ysum = torch.empty((n, self.cp))
         ptr = cpu_kernels.pointer
         ldx = _row_stride(x)
-        self.lib.d2plus1d_front(
+        status = self.lib.d2plus1d_front(
             ptr(x), ldx, n, frames, hin, win, self.cin, ptr(self.wa), ptr(self.ba), self.cp, self.stride,
             ptr(self.w1), ptr(self.w2), ptr(self.b2), ptr(y), ptr(ysum), threads,
         )
+        if status:
+            raise MemoryError("the fused D(2+1)D kernel could not allocate its per-thread buffers")
         scale = None
         if self.se is not None:
             gate = self.se.gate(ysum[:, :self.inner] / float(frames * h * w))
@@ -189,10 +191,12 @@ class FusedD2plus1d(nn.Module):
             raise ValueError(f"output buffer of shape {tuple(out.shape)} is not channels-last rows of "
                              f"{(n, self.cout, frames, h, w)}")
         res = x if self.residual else None
-        self.lib.d2plus1d_back(
+        status = self.lib.d2plus1d_back(
             ptr(y), n, frames * h * w, self.cp, ptr(scale), ptr(self.wc), ptr(self.bc), self.coutp, self.cout,
             ptr(res), ldx, ptr(out), ldo, int(self.relu), threads,
         )
+        if status:
+            raise MemoryError("the fused D(2+1)D kernel could not allocate its per-thread buffers")
         return out
 
 

@@ -171,7 +171,7 @@ static int gcd(int a, int b) { return b ? gcd(b, a % b) : a; }
 
 /* Front. x: N clips of [T][Hin][Win] rows, row stride ldx (>= Cin). Wa [Cin][Cp], ba [Cp], W1 [9][Cp],
    W2 [3][Cp] (taps t-1, t, t+1), b2 [Cp]. y: [N][T][H][W][Cp]. ysum: [N][Cp], sums of y per clip. */
-void d2plus1d_front(const float *x, long ldx, int N, int T, int Hin, int Win, int Cin, const float *Wa,
+int d2plus1d_front(const float *x, long ldx, int N, int T, int Hin, int Win, int Cin, const float *Wa,
                     const float *ba, int Cp, int s, const float *W1, const float *W2, const float *b2, float *y,
                     float *ysum, int nthreads) {
   const int H = (Hin - 1) / s + 1, W = (Win - 1) / s + 1;
@@ -184,13 +184,19 @@ void d2plus1d_front(const float *x, long ldx, int N, int T, int Hin, int Win, in
   if (chunks < 1) chunks = 1;
   const int jobs = N * chunks;
   float *partial = calloc((size_t)jobs * Cp, sizeof(float));
-  if (!partial) return;
+  int failed = !partial;
+  if (failed) return 1;
 #pragma omp parallel num_threads(nthreads)
   {
     float *bufA = aligned_alloc(64, ((size_t)Pin * Cp * sizeof(float) + 63) / 64 * 64);
     float *ring = aligned_alloc(64, ((size_t)3 * P * Cp * sizeof(float) + 63) / 64 * 64);
+    if (!bufA || !ring) {
+#pragma omp atomic write
+      failed = 1;
+    }
 #pragma omp for schedule(static)
     for (int job = 0; job < jobs; job++) {
+      if (!bufA || !ring) continue;
       const int n = job / chunks, ch = job % chunks;
       const int t0 = (int)((long)T * ch / chunks), t1 = (int)((long)T * (ch + 1) / chunks);
       float *sum = partial + (long)job * Cp;
@@ -234,21 +240,28 @@ void d2plus1d_front(const float *x, long ldx, int N, int T, int Hin, int Win, in
       ysum[(long)n * Cp + c] = acc;
     }
   free(partial);
+  return failed; /* 1: out of memory */
 }
 
 /* Back. y: [N][T*P][Cp]; scale: [N][Cp] or NULL; Wc [Cp][Coutp], bc [Coutp]. out: N*T*P rows of Cout
    at row stride ldo; res (may be NULL): rows at stride ldr. */
-void d2plus1d_back(const float *y, int N, long TP, int Cp, const float *scale, const float *Wc, const float *bc,
+int d2plus1d_back(const float *y, int N, long TP, int Cp, const float *scale, const float *Wc, const float *bc,
                    int Coutp, int Cout, const float *res, long ldr, float *out, long ldo, int relu, int nthreads) {
   const long M = (long)N * TP;
   const long rows = 192; /* rows per job: a z tile of rows x Cp stays in L2 */
   const long jobs = (M + rows - 1) / rows;
+  int failed = 0;
   if (nthreads < 1) nthreads = 1;
 #pragma omp parallel num_threads(nthreads)
   {
     float *z = aligned_alloc(64, ((size_t)rows * Cp * sizeof(float) + 63) / 64 * 64);
+    if (!z) {
+#pragma omp atomic write
+      failed = 1;
+    }
 #pragma omp for schedule(static)
     for (long job = 0; job < jobs; job++) {
+      if (!z) continue;
       const long m0 = job * rows, m1 = m0 + rows < M ? m0 + rows : M;
       for (long m = m0; m < m1; m++) {
         const float *ym = y + m * Cp;
@@ -264,7 +277,8 @@ void d2plus1d_back(const float *y, int N, long TP, int Cp, const float *scale, c
     }
     free(z);
   }
+  return failed; /* 1: out of memory */
 }
 
 /* Lets the loader check that it has the library it built. */
-int d2plus1d_abi_version(void) { return 1; }
+int d2plus1d_abi_version(void) { return 2; }
