@@ -381,3 +381,24 @@ def test_benchmark_tool_model_mode_prints_json(tmp_path):
         assert r["peak_rss_train_mb"] > 0 and r["peak_rss_eval_mb"] > 0, r
     assert "train_ok" in result["goals"]["VoV3D:VoV3D_M_16x5.yaml"]
     assert "stock" in proc.stderr  # the table goes to stderr with --json
+
+
+def test_batch_of_one_stays_channels_last_and_matches():
+    """PyTorch sends some CPU convs of a one-clip batch to slow_conv3d (NCTHW out); ours stay channels-last."""
+    cfg = tiny_cfg("VoV3D", "channels_last_3d", "conv2d")
+    model = build(cfg).eval()
+    assert any(type(m) is speed.ChannelsLastConv3d for m in model.modules())
+    ref = build(tiny_cfg("VoV3D")).eval()  # NCTHW, stock convs
+    x = torch.randn(1, 3, 4, 32, 32)
+    layouts = []
+    model.s1.pathway0_stem.conv_xy.register_forward_hook(
+        lambda m, i, o: layouts.append(o.is_contiguous(memory_format=torch.channels_last_3d)))
+    with torch.no_grad():
+        out = model([speed.to_model_format(x, cfg)])
+        assert torch.allclose(out, ref([x]), atol=TOL)
+    assert layouts == [True]
+    # Gradients flow through the oneDNN route too.
+    model.train()
+    xg = speed.to_model_format(x, cfg).requires_grad_(True)
+    model([xg]).sum().backward()
+    assert xg.grad is not None and model.s1.pathway0_stem.conv_xy.weight.grad is not None

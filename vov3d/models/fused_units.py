@@ -36,7 +36,7 @@ def _padded(n):
 
 def _is_pointwise(conv):
     return (
-        type(conv) is nn.Conv3d and conv.kernel_size == (1, 1, 1) and conv.stride == (1, 1, 1)
+        isinstance(conv, nn.Conv3d) and conv.kernel_size == (1, 1, 1) and conv.stride == (1, 1, 1)
         and conv.groups == 1 and conv.padding == (0, 0, 0) and conv.dilation == (1, 1, 1)
     )
 

@@ -114,12 +114,49 @@ def inference_autocast(cfg, device):
 # ----------------------------------------------------------------------------------------------- #
 
 
-class DepthwiseConv3d(nn.Conv3d):
+class ChannelsLastConv3d(nn.Conv3d):
+    """An nn.Conv3d that keeps channels-last clips channels-last on CPU.
+
+    For a batch of one (a test clip, a demo video), PyTorch's CPU dispatch picks its reference
+    `slow_conv3d` for some convs (a 3-channel stem conv, 1x1x1 convs) even when the input is
+    channels_last_3d: it returns NCTHW, so every later layer pays a layout change, and the stem conv
+    alone ran 11x slower (17 ms vs 1.5 ms at 16x224^2). This sends fp32 channels-last CPU inputs
+    to oneDNN, as PyTorch itself does for larger batches (differentiable, same numerics class);
+    anything else takes the stock forward. Retyped in place by `route_channels_last_convs`.
+    """
+
+    def forward(self, x):
+        if (
+            x.dim() == 5 and x.device.type == "cpu" and x.dtype == torch.float32
+            and self.weight.dtype == torch.float32 and self.padding_mode == "zeros"
+            and not isinstance(self.padding, str) and torch.backends.mkldnn.is_available()
+            and torch.backends.mkldnn.enabled and not torch.is_autocast_enabled("cpu")
+            and x.is_contiguous(memory_format=torch.channels_last_3d) and x.numel() > 0
+            and not torch.jit.is_tracing()  # traces (fvcore's FLOP count, exports) keep aten::_convolution
+        ):
+            return torch.mkldnn_convolution(
+                x, self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups
+            )
+        return super().forward(x)
+
+
+def route_channels_last_convs(model):
+    """Retypes every plain nn.Conv3d of `model` to ChannelsLastConv3d, in place; returns how many.
+    Parameters and state_dict are untouched."""
+    count = 0
+    for m in model.modules():
+        if type(m) is nn.Conv3d:
+            m.__class__ = ChannelsLastConv3d
+            count += 1
+    return count
+
+
+class DepthwiseConv3d(ChannelsLastConv3d):
     """A depthwise nn.Conv3d (1 x kh x kw or kt x 1 x 1 kernel) with a switchable forward.
 
     Never constructed directly: `set_depthwise_impl` retypes existing nn.Conv3d modules, so the
     parameters, their names and the checkpoint format stay those of nn.Conv3d.
-    `depthwise_impl == "conv3d"` is the stock forward.
+    `depthwise_impl == "conv3d"` is the Conv3d forward (ChannelsLastConv3d's).
     """
 
     depthwise_impl = "conv3d"
@@ -176,7 +213,7 @@ def set_depthwise_impl(model, impl):
         raise ValueError(f"depthwise impl must be conv2d or conv3d, got {impl!r}")
     count = 0
     for m in model.modules():
-        if type(m) is nn.Conv3d and impl == "conv2d" and is_factorizable_depthwise(m):
+        if type(m) in (nn.Conv3d, ChannelsLastConv3d) and impl == "conv2d" and is_factorizable_depthwise(m):
             m.__class__ = DepthwiseConv3d
         if isinstance(m, DepthwiseConv3d):
             m.depthwise_impl = impl
@@ -191,9 +228,13 @@ def set_depthwise_impl(model, impl):
 
 def apply_memory_format(model, cfg):
     """Applies the layout levers in place and returns `model`: 5-D weights in MODEL.MEMORY_FORMAT,
-    depthwise convs run as MODEL.DEPTHWISE_IMPL resolves for the model's device. Called by build_model."""
-    model = model.to(memory_format=resolve_memory_format(cfg))
+    depthwise convs run as MODEL.DEPTHWISE_IMPL resolves for the model's device, other Conv3d kept
+    channels-last on CPU (ChannelsLastConv3d) in channels_last_3d. Called by build_model."""
+    fmt = resolve_memory_format(cfg)
+    model = model.to(memory_format=fmt)
     set_depthwise_impl(model, resolve_depthwise_impl(cfg, _model_device_type(model, cfg)))
+    if fmt == torch.channels_last_3d:
+        route_channels_last_convs(model)
     return model
 
 
