@@ -259,6 +259,18 @@ def _reset_peak_rss():
         return False
 
 
+def _release_freed_memory():
+    """Collects garbage and hands freed heap pages back to the OS (glibc), so RSS shows live memory."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def child_memory(spec):
     """In a fresh process: build the variant, then run eval forwards, then train steps; returns the
     peak RSS of each phase (the kernel's VmHWM, reset to the current RSS before the phase; on systems
@@ -269,6 +281,11 @@ def child_memory(spec):
     runner = Runner(cfg, Variant(**spec["variant"]), spec["batch"], device)
     out = {}
     for phase, fn in (("eval", runner.eval_forward), ("train", runner.train_step)):
+        if phase == "train":
+            # Training never holds the test-time inference copy (the engine builds one per
+            # evaluation and drops it): release it so the train peak is the train step's.
+            runner._eval_model = None
+            _release_freed_memory()
         fn()  # first call: lazy allocations (folded copy, optimizer state)
         before = _status_mb("VmRSS")
         reset = _reset_peak_rss()
