@@ -2,7 +2,8 @@
 
 | lever                          | key                         | default (measured by tools/benchmark.py --mode model) |
 |--------------------------------|-----------------------------|--------------------------------------------------------|
-| memory format                  | MODEL.MEMORY_FORMAT         | auto: channels_last_3d (CPU and CUDA)                  |
+| memory format                  | MODEL.MEMORY_FORMAT         | auto: channels_last_3d (CPU and CUDA); on CPU every    |
+|                                |                             | Conv3d then stays channels-last (ChannelsLastConv3d)   |
 | depthwise 1xkxk / kx1x1 convs  | MODEL.DEPTHWISE_IMPL        | auto: conv2d on CPU, conv3d (stock) on CUDA            |
 | BN folded into the conv        | MODEL.FOLD_BN               | inference / export only (`fold_batchnorm`)             |
 | torch.compile                  | MODEL.COMPILE               | off (opt-in: compile time is paid every run)           |
