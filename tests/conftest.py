@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn as nn
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("VOV3D_SHARED", REPO.parent / "shared"))
@@ -30,3 +31,16 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def randomize_bn(model, seed=0):
+    """Non-trivial BN statistics and affine parameters, so folding is really tested."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.weight.copy_(0.5 * torch.rand(m.num_features, generator=g) + 0.4)
+                m.bias.copy_(torch.rand(m.num_features, generator=g) - 0.5)
+    return model

@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from tests.conftest import require_reference
+from tests.conftest import randomize_bn, require_reference
 from vov3d.config.defaults import assert_and_infer_cfg, get_cfg
 from vov3d.models import build_model, cpu_kernels, speed
 from vov3d.models.fused_units import FusedD2plus1d, FusedTOSA, d2plus1d_parts, fuse_d2plus1d_blocks
@@ -34,18 +34,6 @@ def kernel():
             pytest.fail(f"the CPU kernel must build on CI: {reason}")
         pytest.skip(f"no CPU kernel here: {reason}")
     return lib
-
-
-def randomize_bn(model, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
-                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                m.bias.copy_(torch.rand(m.num_features, generator=g) - 0.5)
-    return model
 
 
 def folded_unit(cin, inner, cout, stride, use_se, x):

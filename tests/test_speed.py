@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from tests.conftest import randomize_bn
 from vov3d.config.defaults import get_cfg
 from vov3d.models import build_model, speed
 
@@ -32,19 +33,6 @@ def tiny_cfg(name, memory_format="contiguous", depthwise="conv3d"):
     cfg.MODEL.MEMORY_FORMAT = memory_format
     cfg.MODEL.DEPTHWISE_IMPL = depthwise
     return cfg
-
-
-def randomize_bn(model, seed=0):
-    """Non-trivial BN statistics and affine parameters, so folding is really tested."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
-                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                m.weight.copy_(0.5 * torch.rand(m.num_features, generator=g) + 0.4)
-                m.bias.copy_(torch.rand(m.num_features, generator=g) - 0.5)
-    return model
 
 
 def build(cfg):
