@@ -142,6 +142,8 @@ def _logits(model, x):
 
 @pytest.mark.parametrize("rel,opts,units,blocks", [
     ("Kinetics/VoV3D_M_16x5.yaml", (), 40, 8),
+    ("Kinetics/VoV3D_L_16x5.yaml", (), 55, 11),
+    ("SSv1/VoV3D_M_32x1.yaml", ("MODEL.NUM_CLASSES", 5), 40, 8),
     ("Kinetics/X3D_M_16x5.yaml", ("X3D.UNIT", "d2plus1d"), 26, 0),
     ("Kinetics/X3D_M_16x5.yaml", (), 0, 0),  # depthwise 3x3x3 middles: nothing to fuse
 ])
