@@ -23,7 +23,7 @@ import sys
 import tempfile
 import threading
 
-import torch
+import torch  # noqa: F401  (loaded first: the kernel then shares torch's OpenMP runtime)
 
 logger = logging.getLogger(__name__)
 
@@ -80,18 +80,22 @@ FLAG_CHOICES = [compile_flags(n, o) for n, o in ((True, True), (False, True), (T
 
 
 def _build(name, cc):
+    """Returns the path of kernel `name` built with the first flag choice the compiler takes; a
+    library cached from an earlier build is used as it is (no compiler call)."""
     src = os.path.join(CSRC, name + ".c")
     with open(src, "rb") as f:
         source = f.read()
-    errors = []
+    signature = _cpu_signature().encode() + sys.platform.encode()
+    paths = []
     for flags in FLAG_CHOICES:
-        key = hashlib.sha256(
-            source + " ".join([cc] + flags).encode() + _cpu_signature().encode() + sys.platform.encode()
-        ).hexdigest()[:16]
-        path = os.path.join(cache_dir(), f"{name}-{key}.so")
+        key = hashlib.sha256(source + " ".join([cc] + flags).encode() + signature).hexdigest()[:16]
+        paths.append(os.path.join(cache_dir(), f"{name}-{key}.so"))
+    for path in paths:
         if os.path.exists(path):
             return path
-        os.makedirs(cache_dir(), exist_ok=True)
+    os.makedirs(cache_dir(), exist_ok=True)
+    errors = []
+    for flags, path in zip(FLAG_CHOICES, paths):
         fd, tmp = tempfile.mkstemp(suffix=".so", prefix=f".{name}-", dir=cache_dir())
         os.close(fd)
         cmd = cc.split() + flags + ["-o", tmp, src]
@@ -124,7 +128,6 @@ def load_library(name="d2plus1d_cpu"):
             cc = _compiler()
             if not cc:
                 raise RuntimeError(f"no C compiler found (tried {os.environ.get('CC') or 'cc'}; set CC)")
-            torch.get_num_threads()  # torch (and its OpenMP runtime) loads first; the kernel shares it
             lib = ctypes.CDLL(_build(name, cc))
             for fn, argtypes in SIGNATURES[name].items():
                 getattr(lib, fn).argtypes = argtypes

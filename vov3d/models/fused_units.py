@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from vov3d.models import cpu_kernels
 from vov3d.models.layers import SqueezeExcitation, Swish
+from vov3d.models.speed import set_submodule
 from vov3d.models.vov3d import BottleneckUnit, TOSATransform
 from vov3d.models.x3d import X3DTransform
 
@@ -69,7 +70,7 @@ def d2plus1d_parts(block):
         and type(block.a_relu) is nn.ReLU and type(act) is Swish
         and _is_pointwise(a) and _is_pointwise(c) and c.in_channels == inner
         and _is_depthwise(b1, (1, 3, 3), (0, 1, 1)) and b1.in_channels == inner and b1.bias is None
-        and b1.stride[1] == b1.stride[2] and b1.stride[1] >= 1
+        and b1.stride[1] == b1.stride[2]
         and _is_depthwise(b2, (3, 1, 1), (1, 0, 0)) and b2.in_channels == inner and b2.stride == (1, 1, 1)
         and (se is None or type(se) is SqueezeExcitation)
     )
@@ -100,10 +101,6 @@ def _row_stride(t):
     return ld if ld >= c else None
 
 
-def _as_buffer(t):
-    return t.detach().float().contiguous()
-
-
 class FusedD2plus1d(nn.Module):
     """Wraps a BN-folded D(2+1)D bottleneck (`block`) and runs it with the fused CPU kernel.
 
@@ -120,25 +117,20 @@ class FusedD2plus1d(nn.Module):
         self.se = parts["se"]
         cp, coutp = _padded(self.inner), _padded(self.cout)
         self.cp, self.coutp = cp, coutp
-        with torch.no_grad():
-            def bias(conv, n, width):
-                b = torch.zeros(width)
-                if conv.bias is not None:
-                    b[:n] = conv.bias.detach().float()
-                return b
 
-            wa = torch.zeros(self.cin, cp)
-            wa[:, :self.inner] = a.weight.detach().float().reshape(self.inner, self.cin).t()
-            w1 = torch.zeros(9, cp)
-            w1[:, :self.inner] = b1.weight.detach().float().reshape(self.inner, 9).t()
-            w2 = torch.zeros(3, cp)
-            w2[:, :self.inner] = b2.weight.detach().float().reshape(self.inner, 3).t()
-            wc = torch.zeros(cp, coutp)
-            wc[:self.inner, :self.cout] = c.weight.detach().float().reshape(self.cout, self.inner).t()
-            packed = {"wa": wa, "ba": bias(a, self.inner, cp), "w1": w1, "w2": w2,
-                      "b2": bias(b2, self.inner, cp), "wc": wc, "bc": bias(c, self.cout, coutp)}
+        def matrix(conv, rows, cols):  # weight (out, ...) -> (inputs or taps, out), zero-padded to rows x cols
+            w = conv.weight.detach().float().reshape(conv.out_channels, -1).t()
+            return F.pad(w, (0, cols - w.shape[1], 0, rows - w.shape[0])).contiguous()
+
+        def bias(conv, width):
+            if conv.bias is None:
+                return torch.zeros(width)
+            return F.pad(conv.bias.detach().float(), (0, width - conv.out_channels))
+
+        packed = {"wa": matrix(a, self.cin, cp), "ba": bias(a, cp), "w1": matrix(b1, 9, cp),
+                  "w2": matrix(b2, 3, cp), "b2": bias(b2, cp), "wc": matrix(c, cp, coutp), "bc": bias(c, coutp)}
         for name, value in packed.items():
-            self.register_buffer(name, _as_buffer(value), persistent=False)
+            self.register_buffer(name, value, persistent=False)
 
     @property
     def lib(self):
@@ -227,11 +219,6 @@ class FusedTOSA(nn.Module):
         return self.block.c_bn(self.block.c(buf))
 
 
-def _set_submodule(model, name, module):
-    parent, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, module)
-
-
 def fuse_d2plus1d_blocks(model):
     """Wraps, in place, every BN-folded D(2+1)D bottleneck of `model` in FusedD2plus1d and every
     T-OSA block made only of them in FusedTOSA. Returns the number of bottlenecks wrapped (0 when
@@ -242,10 +229,10 @@ def fuse_d2plus1d_blocks(model):
     count = 0
     for name, m, parts in found:
         if parts is not None and name:
-            _set_submodule(model, name, FusedD2plus1d(m, parts))
+            set_submodule(model, name, FusedD2plus1d(m, parts))
             count += 1
     for name, m in list(model.named_modules()):
         if isinstance(m, TOSATransform) and name and all(isinstance(u, FusedD2plus1d) for u in m.layers):
-            _set_submodule(model, name, FusedTOSA(m))
+            set_submodule(model, name, FusedTOSA(m))
     logger.debug("Fused %d D(2+1)D bottlenecks for CPU inference", count)
     return count

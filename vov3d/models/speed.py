@@ -111,7 +111,7 @@ def inference_autocast(cfg, device):
 
 
 # ----------------------------------------------------------------------------------------------- #
-# Depthwise convolutions as Conv2d
+# Conv3d forwards: channels-last kept on CPU, depthwise convolutions as Conv2d
 # ----------------------------------------------------------------------------------------------- #
 
 
@@ -361,7 +361,8 @@ def find_conv_bn_pairs(model, example_inputs):
     return [(c, b) for c, b in pairs if conv_count[c] == 1]
 
 
-def _set_submodule(model, name, module):
+def set_submodule(model, name, module):
+    """Replaces the submodule called `name` (dotted) of `model` by `module`."""
     parent, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, child, module)
 
@@ -402,7 +403,7 @@ def fold_batchnorm(model, example_inputs):
         if not bn.track_running_stats or bn.running_mean is None:
             continue
         fold_conv_bn_(folded.get_submodule(conv_name), bn)
-        _set_submodule(folded, bn_name, nn.Identity())
+        set_submodule(folded, bn_name, nn.Identity())
     for p in folded.parameters():
         p.requires_grad_(False)
     logger.debug("Folded %d BatchNorms into their convs", len(pairs))

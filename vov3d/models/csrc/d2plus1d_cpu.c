@@ -184,8 +184,8 @@ int d2plus1d_front(const float *x, long ldx, int N, int T, int Hin, int Win, int
   if (chunks < 1) chunks = 1;
   const int jobs = N * chunks;
   float *partial = calloc((size_t)jobs * Cp, sizeof(float));
-  int failed = !partial;
-  if (failed) return 1;
+  if (!partial) return 1;
+  int failed = 0;
 #pragma omp parallel num_threads(nthreads)
   {
     float *bufA = aligned_alloc(64, ((size_t)Pin * Cp * sizeof(float) + 63) / 64 * 64);
