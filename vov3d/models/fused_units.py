@@ -225,13 +225,17 @@ def fuse_d2plus1d_blocks(model):
     the kernel cannot be built here). For inference copies only (speed.prepare_model_for_inference)."""
     if cpu_kernels.load_library("d2plus1d_cpu") is None:
         return 0
-    found = [(name, m, d2plus1d_parts(m)) for name, m in model.named_modules()]
+    # Blocks already wrapped (a second call) are left as they are.
+    wrapped = tuple(n + "." for n, m in model.named_modules() if isinstance(m, (FusedD2plus1d, FusedTOSA)))
+    found = [(name, m, d2plus1d_parts(m)) for name, m in model.named_modules() if not name.startswith(wrapped)]
     count = 0
     for name, m, parts in found:
         if parts is not None and name:
             set_submodule(model, name, FusedD2plus1d(m, parts))
             count += 1
     for name, m in list(model.named_modules()):
+        if name.startswith(wrapped):
+            continue
         if isinstance(m, TOSATransform) and name and all(isinstance(u, FusedD2plus1d) for u in m.layers):
             set_submodule(model, name, FusedTOSA(m))
     logger.debug("Fused %d D(2+1)D bottlenecks for CPU inference", count)
