@@ -79,7 +79,10 @@ def test_official_checkpoint_train_logits(fixture_io):
     model.head.dropout.p = 0.0
     with torch.no_grad():
         y = model([io["inputs"][0]])
-    assert (y - io["train_outputs"][0]).abs().max().item() <= 1e-5
+    # Train mode normalises with the statistics of a 2-clip batch, which amplifies summation-order
+    # differences between CPUs' kernels (6.9e-7 seen on an Intel AVX-512 machine, 1.5e-5 on an AMD
+    # EPYC AVX2 one, on logits of magnitude ~1); a structural difference would be orders larger.
+    assert (y - io["train_outputs"][0]).abs().max().item() <= 5e-5
     for key, value in io["bn_stats_after_train_forward"].items():
         assert torch.allclose(model.state_dict()[key].float(), value.float(), atol=1e-5), key
 
