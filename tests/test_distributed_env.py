@@ -9,7 +9,7 @@ import torch
 
 from vov3d.config.defaults import get_cfg
 from vov3d.utils import distributed as du
-from vov3d.utils.parser import build_parser, load_config
+from vov3d.utils.parser import build_parser, config_from_args
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _KEYS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "NODE_RANK", "MASTER_ADDR",
@@ -51,7 +51,7 @@ def test_torchrun_cpu_load_config_scales_lr_by_processes(monkeypatch):
         monkeypatch.setenv(k, v)
     args = build_parser().parse_args(["NUM_GPUS", "0", "SOLVER.BASE_LR_SCALE_NUM_SHARDS", "True",
                                       "SOLVER.BASE_LR", "0.1", "TRAIN.BATCH_SIZE", "4", "TEST.BATCH_SIZE", "2"])
-    cfg = load_config(args)
+    cfg = config_from_args(args)
     assert (cfg.NUM_SHARDS, cfg.SHARD_ID) == (2, 1) and abs(cfg.SOLVER.BASE_LR - 0.2) < 1e-12
 
 

@@ -13,7 +13,7 @@ import torch
 from vov3d.engine import evaluate
 from vov3d.engine.train import train
 from vov3d.utils import checkpoint as cu
-from vov3d.utils.parser import build_parser, load_config
+from vov3d.utils.parser import build_parser, config_from_args
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["NUM_GPUS", "0", "DATA_LOADER.NUM_WORKERS", "0", "VOV3D.INNER_CH", "4", "X3D.DIM_C5", "32",
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def _cfg(config, data, out, *opts):
     args = build_parser().parse_args(["--cfg", os.path.join(REPO, config)])
     args.opts = [*data.cfg_opts(), *TINY, "OUTPUT_DIR", str(out), *opts]
-    return load_config(args)
+    return config_from_args(args)
 
 
 @pytest.fixture(scope="module")

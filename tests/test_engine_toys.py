@@ -87,7 +87,7 @@ if "engine_toy" not in [k for k, _ in DATASET_REGISTRY]:
 
 def toy_cfg(output_dir, *opts):
     """Returns a loaded config for the toy model / dataset on CPU (extra KEY VALUE `opts` last)."""
-    from vov3d.utils.parser import build_parser, load_config
+    from vov3d.utils.parser import build_parser, config_from_args
 
     base = [
         "NUM_GPUS", "0", "TRAIN.DATASET", "engine_toy", "TEST.DATASET", "engine_toy",
@@ -101,7 +101,7 @@ def toy_cfg(output_dir, *opts):
     ]
     args = build_parser().parse_args([])
     args.opts = base + [str(o) for o in opts]
-    return load_config(args)
+    return config_from_args(args)
 
 
 def test_toys_register():

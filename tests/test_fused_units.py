@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from tests.conftest import randomize_bn, require_reference
-from vov3d.config.defaults import assert_and_infer_cfg, get_cfg
+from vov3d.config import get_cfg, validate
 from vov3d.models import build_model, cpu_kernels, speed
 from vov3d.models.fused_units import FusedD2plus1d, FusedTOSA, d2plus1d_parts, fuse_d2plus1d_blocks
 from vov3d.models.vov3d import BottleneckUnit, TOSATransform
@@ -206,7 +206,7 @@ def test_bad_key_value_is_named():
     cfg = get_cfg()
     cfg.MODEL.CPU_FUSED_UNITS = "yes"
     with pytest.raises(ValueError, match="MODEL.CPU_FUSED_UNITS"):
-        assert_and_infer_cfg(cfg)
+        validate(cfg)
 
 
 def test_concurrent_builds_share_one_cache(tmp_path, kernel):

@@ -7,7 +7,7 @@ import pytest
 from vov3d.config.defaults import get_cfg
 from vov3d.models import lr_policy
 from vov3d.models import optimizer as optim
-from vov3d.utils.parser import build_parser, load_config
+from vov3d.utils.parser import build_parser, config_from_args
 
 
 def pyslowfast_lr(base_lr, policy, e, max_epoch, warmup_epochs, warmup_start, end_lr=0.0, steps=(), lrs=()):
@@ -74,13 +74,13 @@ def test_base_lr_scale_num_shards_applied_once_at_load():
     args.opts = ["NUM_GPUS", "0", "SOLVER.BASE_LR_SCALE_NUM_SHARDS", "True", "SOLVER.BASE_LR", "0.1",
                  "SOLVER.WARMUP_START_LR", "0.01", "SOLVER.COSINE_END_LR", "0.001", "TRAIN.BATCH_SIZE", "8",
                  "TEST.BATCH_SIZE", "4"]
-    cfg = load_config(args)
+    cfg = config_from_args(args)
     assert (cfg.NUM_SHARDS, cfg.SHARD_ID) == (4, 1)
     assert cfg.SOLVER.BASE_LR == pytest.approx(0.4)
     assert cfg.SOLVER.WARMUP_START_LR == pytest.approx(0.04)
     assert cfg.SOLVER.COSINE_END_LR == pytest.approx(0.004)
     args.opts[3] = "False"
-    assert load_config(args).SOLVER.BASE_LR == pytest.approx(0.1)
+    assert config_from_args(args).SOLVER.BASE_LR == pytest.approx(0.1)
 
 
 def test_unknown_policy_is_a_clear_error():

@@ -21,7 +21,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from vov3d.config.defaults import get_cfg  # noqa: E402
+from vov3d.config import load_config  # noqa: E402
+from vov3d.engine.launch import EXIT_USER_ERROR, USER_ERRORS, error_line  # noqa: E402
 
 
 def main(argv=None):
@@ -44,14 +45,14 @@ def main(argv=None):
     if args.mode == "model":
         return _model_mode(args)
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s %(name)s] %(message)s")
-    cfg = get_cfg()
-    if args.cfg_file:
-        cfg.merge_from_file(args.cfg_file)
-    cfg.merge_from_list(args.opts or [])
-    if args.mode == "data":
-        from vov3d.datasets.benchmark import run_data_benchmark
+    try:
+        cfg = load_config(args.cfg_file, args.opts)
+    except USER_ERRORS as e:
+        print(error_line(e), file=sys.stderr)
+        return EXIT_USER_ERROR
+    from vov3d.datasets.benchmark import run_data_benchmark
 
-        result = run_data_benchmark(cfg, args)
+    result = run_data_benchmark(cfg, args)
     print(json.dumps(result, indent=1))
     if args.output:
         with open(args.output, "w") as f:
@@ -63,7 +64,11 @@ def _model_mode(args):
     from vov3d.utils.benchmark import format_table, run_model_benchmark
 
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s %(name)s] %(message)s")
-    result = run_model_benchmark(args.cfg_files, args.opts, args)
+    try:
+        result = run_model_benchmark(args.cfg_files, args.opts, args)
+    except USER_ERRORS as e:
+        print(error_line(e), file=sys.stderr)
+        return EXIT_USER_ERROR
     table = format_table(result)
     if args.json:
         print(table, file=sys.stderr)

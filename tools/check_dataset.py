@@ -14,8 +14,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from vov3d.config.defaults import get_cfg  # noqa: E402
+from vov3d.config import load_config  # noqa: E402
 from vov3d.datasets.check import check_dataset, format_report  # noqa: E402
+from vov3d.engine.launch import EXIT_USER_ERROR, USER_ERRORS, error_line  # noqa: E402
 
 
 def main(argv=None):
@@ -31,9 +32,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s %(name)s] %(message)s")
 
-    cfg = get_cfg()
-    cfg.merge_from_file(args.cfg_file)
-    cfg.merge_from_list(args.opts or [])
+    try:
+        cfg = load_config(args.cfg_file, args.opts)
+    except USER_ERRORS as e:
+        print(error_line(e), file=sys.stderr)
+        return EXIT_USER_ERROR
     reports, seen, failed = [], set(), False
     for split in args.split or ("train", "val", "test"):
         try:

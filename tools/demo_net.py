@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from vov3d.engine.demo import predict_video  # noqa: E402
 from vov3d.engine.launch import EXIT_USER_ERROR, USER_ERRORS, error_line  # noqa: E402
-from vov3d.utils.parser import load_config  # noqa: E402
+from vov3d.utils.parser import config_from_args  # noqa: E402
 
 
 def main(argv=None):
@@ -30,7 +30,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     args.init_method, args.num_shards, args.shard_id = None, None, None
     try:
-        cfg = load_config(args)
+        cfg = config_from_args(args)
         cfg.NUM_GPUS = min(cfg.NUM_GPUS, 1)
         result = predict_video(cfg, args.video, top=args.top)
     except USER_ERRORS as e:

@@ -10,7 +10,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from vov3d.config.defaults import get_cfg  # noqa: E402
+from vov3d.config import load_config  # noqa: E402
+from vov3d.engine.launch import EXIT_USER_ERROR, USER_ERRORS, error_line  # noqa: E402
 from vov3d.models import build_model  # noqa: E402
 from vov3d.utils.model_stats import model_summary  # noqa: E402
 
@@ -24,15 +25,12 @@ def main(argv=None):
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args(argv)
     try:
-        cfg = get_cfg()
-        cfg.merge_from_file(args.cfg)
-        cfg.merge_from_list(args.opts)
-    except (FileNotFoundError, KeyError, ValueError, AssertionError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    cfg.NUM_GPUS = 0  # counting runs on the CPU
-    model = build_model(cfg)
-    s = model_summary(model, cfg, args.frames, args.crop)
+        cfg = load_config(args.cfg, args.opts, overrides={"NUM_GPUS": 0})  # counting runs on the CPU
+        model = build_model(cfg)
+        s = model_summary(model, cfg, args.frames, args.crop)
+    except USER_ERRORS as e:
+        print(error_line(e), file=sys.stderr)
+        return EXIT_USER_ERROR
     if not args.no_tree:
         print(model)
     print()

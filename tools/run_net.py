@@ -11,7 +11,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from vov3d.engine.launch import EXIT_USER_ERROR, USER_ERRORS, error_line, launch_job, train_then_test  # noqa: E402
-from vov3d.utils.parser import load_config, parse_args  # noqa: E402
+from vov3d.utils.parser import config_from_args, parse_args  # noqa: E402
 
 
 def main(argv=None):
@@ -21,7 +21,7 @@ def main(argv=None):
         print("vov3d: error: give a config: --cfg configs/SSv1/VoV3D_L_32x1.yaml [KEY VALUE ...]", file=sys.stderr)
         return EXIT_USER_ERROR
     try:
-        cfg = load_config(args)
+        cfg = config_from_args(args)
     except USER_ERRORS as e:
         print(error_line(e), file=sys.stderr)
         return EXIT_USER_ERROR

@@ -44,7 +44,7 @@ class Trainer:
         import submitit
 
         from vov3d.engine.launch import launch_job, train_then_test
-        from vov3d.utils.parser import load_config
+        from vov3d.utils.parser import config_from_args
 
         job = submitit.JobEnvironment()
         os.environ.update({
@@ -57,7 +57,7 @@ class Trainer:
             "MASTER_PORT": os.environ.get("MASTER_PORT", str(15000 + int(job.job_id.split("_")[0]) % 20000)),
             "VOV3D_NO_SIGNAL_HANDLERS": "1",  # submitit handles preemption (checkpoint() below)
         })
-        cfg = load_config(self.args)
+        cfg = config_from_args(self.args)
         code = launch_job(cfg, "env://", train_then_test)
         if code:
             raise SystemExit(code)
@@ -74,10 +74,10 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     args.opts = list(args.opts or []) + ["NUM_GPUS", str(args.gpus), "NUM_SHARDS", str(args.nodes)]
     from vov3d.engine.launch import EXIT_USER_ERROR, USER_ERRORS, error_line
-    from vov3d.utils.parser import load_config
+    from vov3d.utils.parser import config_from_args
 
     try:
-        cfg = load_config(args, check_devices=False)  # fail here, not in the queue
+        cfg = config_from_args(args, check_devices=False)  # fail here, not in the queue
     except USER_ERRORS as e:
         print(error_line(e), file=sys.stderr)
         return EXIT_USER_ERROR

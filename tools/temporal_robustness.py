@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from vov3d.engine import robustness  # noqa: E402
 from vov3d.engine.launch import EXIT_USER_ERROR, USER_ERRORS, error_line  # noqa: E402
-from vov3d.utils.parser import load_config  # noqa: E402
+from vov3d.utils.parser import config_from_args  # noqa: E402
 
 
 def main(argv=None):
@@ -33,7 +33,7 @@ def main(argv=None):
         for label, cfg_file, ckpt in args.model:
             ns = argparse.Namespace(cfg_file=cfg_file, opts=list(args.opts) + ["TEST.CHECKPOINT_FILE_PATH", ckpt],
                                     init_method=None, num_shards=None, shard_id=None)
-            models.append((label, load_config(ns)))
+            models.append((label, config_from_args(ns)))
         summary = robustness.run(models, args.rates, args.output)
     except USER_ERRORS as e:
         print(error_line(e), file=sys.stderr)

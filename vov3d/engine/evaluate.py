@@ -261,12 +261,14 @@ def test(cfg):
     """Runs the multi-view test of the configured checkpoint; returns the report dict (top1_acc,
     top5_acc, mean_class_acc, num_videos, invalid ids, ...). Writes test_scores.pt, the per-class
     table and the confusion matrix into OUTPUT_DIR on the master process."""
+    from vov3d.config import validate
     from vov3d.datasets import loader as data_loader
     from vov3d.engine import train as engine_train  # the module (vov3d.engine defines no functions)
     from vov3d.models import build_model
     from vov3d.models.build import model_device
     from vov3d.utils import env
 
+    validate(cfg)  # the Python API path: tools have validated already, a hand-built cfg has not
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
     vlog.setup_logging(cfg.OUTPUT_DIR)
     env.set_seed(cfg.RNG_SEED + du.get_rank())

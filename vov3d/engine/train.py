@@ -115,8 +115,6 @@ def write_run_manifest(cfg, datasets, resumed_from):
 def maybe_convert_sync_bn(cfg, model):
     """Returns `model` with SyncBatchNorm when BN.NORM_TYPE is sync_batchnorm and there are several
     processes on GPUs (torch's SyncBatchNorm has no CPU kernel: plain BN is kept there, with a warning)."""
-    if cfg.BN.NORM_TYPE not in ("batchnorm", "sync_batchnorm"):
-        raise ValueError(f"BN.NORM_TYPE must be batchnorm or sync_batchnorm, got {cfg.BN.NORM_TYPE!r}")
     if cfg.BN.NORM_TYPE != "sync_batchnorm" or du.get_world_size() == 1:
         return model
     if cfg.NUM_GPUS == 0:
@@ -261,10 +259,12 @@ def _dataset_size(loader):
 def train(cfg):
     """Trains the configured model (resuming when TRAIN.AUTO_RESUME finds a checkpoint); returns a dict
     with the last epoch's train / val stats and the best validation top-1 error."""
+    from vov3d.config import validate
     from vov3d.datasets import loader as data_loader
     from vov3d.models import build_model
     from vov3d.models.build import model_device
 
+    validate(cfg)  # the Python API path: tools have validated already, a hand-built cfg has not
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
     vlog.setup_logging(cfg.OUTPUT_DIR)
     env.set_seed(cfg.RNG_SEED)

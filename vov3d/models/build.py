@@ -35,8 +35,10 @@ def build_model(cfg, gpu_id=None):
     Wrapping in DistributedDataParallel is the engine's job (vov3d.utils.distributed), so that
     tools and tests get the bare module.
     """
+    from vov3d.config.load import check_model_choice
     from vov3d.models.speed import apply_memory_format  # local: speed imports models
 
+    check_model_choice(cfg)  # never build another model than the config's MODEL.ARCH names
     model = get_model_class(cfg.MODEL.MODEL_NAME)(cfg)
     model = model.to(model_device(cfg, gpu_id))
     return apply_memory_format(model, cfg)

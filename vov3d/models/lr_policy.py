@@ -22,10 +22,6 @@ def get_lr_at_epoch(cfg, cur_epoch):
 def lr_func_cosine(cfg, cur_epoch):
     """Returns the half-cosine learning rate from BASE_LR at epoch 0 to COSINE_END_LR at MAX_EPOCH."""
     offset = cfg.SOLVER.WARMUP_EPOCHS if cfg.SOLVER.get("COSINE_AFTER_WARMUP", False) else 0.0
-    if cfg.SOLVER.COSINE_END_LR > cfg.SOLVER.BASE_LR:
-        raise ValueError(
-            f"SOLVER.COSINE_END_LR ({cfg.SOLVER.COSINE_END_LR}) must not exceed SOLVER.BASE_LR ({cfg.SOLVER.BASE_LR})"
-        )
     return cfg.SOLVER.COSINE_END_LR + (cfg.SOLVER.BASE_LR - cfg.SOLVER.COSINE_END_LR) * (
         math.cos(math.pi * (cur_epoch - offset) / (cfg.SOLVER.MAX_EPOCH - offset)) + 1.0
     ) * 0.5
@@ -42,14 +38,11 @@ def lr_func_constant(cfg, cur_epoch):
 
 
 def get_step_index(cfg, cur_epoch):
-    """Returns the index of the last SOLVER.STEPS boundary <= `cur_epoch` (MAX_EPOCH closes the list)."""
+    """Returns the index of the last SOLVER.STEPS boundary <= `cur_epoch` (MAX_EPOCH closes the list).
+
+    As in PySlowFast, LRS may be longer than STEPS (its tail is never reached); config.validate checks
+    that STEPS start at 0 and that LRS has a value for each step."""
     steps = list(cfg.SOLVER.STEPS) + [cfg.SOLVER.MAX_EPOCH]
-    if not cfg.SOLVER.STEPS or len(cfg.SOLVER.LRS) != len(cfg.SOLVER.STEPS):
-        raise ValueError(
-            "SOLVER.LR_POLICY steps_with_relative_lrs needs SOLVER.STEPS and SOLVER.LRS of equal, non-zero "
-            f"length (PySlowFast style, STEPS starting at 0); got STEPS {list(cfg.SOLVER.STEPS)}, "
-            f"LRS {list(cfg.SOLVER.LRS)}"
-        )
     for ind, step in enumerate(steps):
         if cur_epoch < step:
             break

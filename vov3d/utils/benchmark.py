@@ -104,19 +104,14 @@ def defaults_variant(cfg, device_type):
 
 def benchmark_cfg(cfg_file, opts, device_type, frames=None, crop=None):
     """Returns the config of `cfg_file` + `opts`, set up for the benchmark device and clip size."""
-    from vov3d.config.defaults import get_cfg
+    from vov3d.config import load_config
 
-    cfg = get_cfg()
-    if cfg_file:
-        cfg.merge_from_file(cfg_file)
-    cfg.merge_from_list(list(opts or []))
-    cfg.NUM_GPUS = 1 if device_type == "cuda" else 0
+    overrides = {"NUM_GPUS": 1 if device_type == "cuda" else 0}
     if frames:
-        cfg.DATA.NUM_FRAMES = frames
+        overrides["DATA.NUM_FRAMES"] = frames
     if crop:
-        cfg.DATA.TRAIN_CROP_SIZE = crop
-        cfg.DATA.TEST_CROP_SIZE = crop
-    return cfg
+        overrides.update({"DATA.TRAIN_CROP_SIZE": crop, "DATA.TEST_CROP_SIZE": crop})
+    return load_config(cfg_file, opts, overrides)
 
 
 def _dtype(name):

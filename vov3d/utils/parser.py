@@ -1,19 +1,16 @@
-"""Command-line arguments (PySlowFast's flags) and config loading: file, then KEY VALUE overrides,
-launch-environment inference (torchrun / SLURM), checks, and LR scaling by shards."""
+"""Command-line arguments (PySlowFast's flags) and their config: vov3d.config.load_config (file, then
+KEY VALUE overrides, validation) plus launch-environment inference (torchrun / SLURM), the visible-GPU
+check and LR scaling by shards."""
 
 import argparse
 import logging
 import os
 import sys
 
-from vov3d.config.defaults import assert_and_infer_cfg, get_cfg, warn_unimplemented
+from vov3d.config.load import ConfigError, load_config
 from vov3d.utils import distributed as du
 
 logger = logging.getLogger(__name__)
-
-
-class ConfigError(ValueError):
-    """A config or command-line problem the user must fix; its message names the key."""
 
 
 def build_parser(description="vov3d: train and test video classification models."):
@@ -34,53 +31,27 @@ def parse_args(argv=None):
     return build_parser().parse_args(sys.argv[1:] if argv is None else argv)
 
 
-def check_cfg(cfg, launched=False, check_devices=True):
-    """Raises ConfigError naming the key to fix when values cannot work together (`launched`: the
-    processes were started by torchrun / SLURM, which may give each one GPU of its own)."""
-    if cfg.SHARD_ID >= cfg.NUM_SHARDS or cfg.SHARD_ID < 0:
-        raise ConfigError(f"SHARD_ID {cfg.SHARD_ID} must be in [0, NUM_SHARDS={cfg.NUM_SHARDS})")
-    world = du.expected_world_size(cfg)
-    procs = f"NUM_SHARDS {cfg.NUM_SHARDS} x " + (f"NUM_GPUS {cfg.NUM_GPUS}" if cfg.NUM_GPUS > 0 else "1 CPU process")
-    for key, enabled in (("TRAIN.BATCH_SIZE", cfg.TRAIN.ENABLE), ("TEST.BATCH_SIZE", cfg.TEST.ENABLE)):
-        value = cfg.TRAIN.BATCH_SIZE if key.startswith("TRAIN") else cfg.TEST.BATCH_SIZE
-        if enabled and (value <= 0 or value % world != 0):
-            raise ConfigError(
-                f"{key} {value} does not divide by the {world} processes ({procs}): set {key} to a multiple of {world}"
-            )
-    if cfg.TRAIN.GRAD_ACCUM_STEPS < 1:
-        raise ConfigError(f"TRAIN.GRAD_ACCUM_STEPS must be >= 1, got {cfg.TRAIN.GRAD_ACCUM_STEPS}")
-    if cfg.TRAIN.MIXED_PRECISION_DTYPE not in ("bfloat16", "float16"):
-        raise ConfigError(f"TRAIN.MIXED_PRECISION_DTYPE must be bfloat16 or float16, got {cfg.TRAIN.MIXED_PRECISION_DTYPE!r}")
-    if cfg.TRAIN.EMA.ENABLE and not 0.0 < cfg.TRAIN.EMA.DECAY < 1.0:
-        raise ConfigError(f"TRAIN.EMA.DECAY must be in (0, 1), got {cfg.TRAIN.EMA.DECAY}")
-    if cfg.DATA.ENSEMBLE_METHOD not in ("sum", "max"):
-        raise ConfigError(f"DATA.ENSEMBLE_METHOD must be sum or max, got {cfg.DATA.ENSEMBLE_METHOD!r}")
-    if cfg.BN.NORM_TYPE not in ("batchnorm", "sync_batchnorm"):
-        raise ConfigError(f"BN.NORM_TYPE must be batchnorm or sync_batchnorm, got {cfg.BN.NORM_TYPE!r}")
-    if cfg.SOLVER.OPTIMIZING_METHOD not in ("sgd", "adam", "adamw"):
-        raise ConfigError(f"SOLVER.OPTIMIZING_METHOD must be sgd, adam or adamw, got {cfg.SOLVER.OPTIMIZING_METHOD!r}")
-    if cfg.SOLVER.LR_POLICY not in ("cosine", "steps_with_relative_lrs", "constant"):
-        raise ConfigError(f"SOLVER.LR_POLICY must be cosine, steps_with_relative_lrs or constant, got {cfg.SOLVER.LR_POLICY!r}")
-    if cfg.SOLVER.LR_POLICY == "steps_with_relative_lrs" and (
-        not cfg.SOLVER.STEPS or len(cfg.SOLVER.STEPS) != len(cfg.SOLVER.LRS)
-    ):
-        raise ConfigError("SOLVER.STEPS and SOLVER.LRS must be non-empty lists of equal length for steps_with_relative_lrs")
-    if cfg.SOLVER.MAX_EPOCH < 1:
-        raise ConfigError(f"SOLVER.MAX_EPOCH must be >= 1, got {cfg.SOLVER.MAX_EPOCH}")
-    if cfg.NUM_GPUS > 0 and check_devices:
-        import torch
-
-        visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if visible < (1 if launched else cfg.NUM_GPUS):
-            raise ConfigError(
-                f"NUM_GPUS is {cfg.NUM_GPUS} but {visible} CUDA device(s) are visible: set NUM_GPUS {visible}"
-                + (" (CPU)" if visible == 0 else "")
-            )
-    for key in ("TRAIN.CHECKPOINT_FILE_PATH", "TEST.CHECKPOINT_FILE_PATH"):
-        node, name = key.split(".")
-        path = cfg[node][name]
-        if path and not os.path.isfile(path) and (cfg.TRAIN.ENABLE if node == "TRAIN" else cfg.TEST.ENABLE):
+def check_checkpoint_paths(cfg):
+    """Raises ConfigError when a checkpoint the run will read is missing (before any process starts)."""
+    for key, path, enabled in (("TRAIN.CHECKPOINT_FILE_PATH", cfg.TRAIN.CHECKPOINT_FILE_PATH, cfg.TRAIN.ENABLE),
+                               ("TEST.CHECKPOINT_FILE_PATH", cfg.TEST.CHECKPOINT_FILE_PATH, cfg.TEST.ENABLE)):
+        if enabled and path and not os.path.isfile(path):
             raise ConfigError(f"{key} {path} does not exist")
+
+
+def check_visible_gpus(cfg, launched=False):
+    """Raises ConfigError when NUM_GPUS asks for more CUDA devices than this process sees (`launched`: the
+    processes were started by torchrun / SLURM, which may give each one GPU of its own)."""
+    if cfg.NUM_GPUS == 0:
+        return
+    import torch
+
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if visible < (1 if launched else cfg.NUM_GPUS):
+        raise ConfigError(
+            f"NUM_GPUS is {cfg.NUM_GPUS} but {visible} CUDA device(s) are visible: set NUM_GPUS {visible}"
+            + (" (CPU)" if visible == 0 else "")
+        )
 
 
 def scale_lr_by_shards(cfg):
@@ -93,33 +64,29 @@ def scale_lr_by_shards(cfg):
     return cfg
 
 
-def load_config(args, path_to_config=None, check_devices=True):
-    """Returns the frozen-free config: defaults <- YAML (`args.cfg_file`) <- `args.opts`, with NUM_SHARDS /
-    SHARD_ID from the flags or the launch environment, checked, LR-scaled by shards. `check_devices`
-    False skips the visible-GPU check (submitting from a machine without GPUs)."""
-    cfg = get_cfg()
-    path = path_to_config or getattr(args, "cfg_file", None)
-    if path:
-        cfg.merge_from_file(path)
-    opts = getattr(args, "opts", None)
-    if opts:
-        cfg.merge_from_list(list(opts))
-    if getattr(args, "num_shards", None) is not None:
-        cfg.NUM_SHARDS = args.num_shards
-    if getattr(args, "shard_id", None) is not None:
-        cfg.SHARD_ID = args.shard_id
-    launch = du.detect_launch_env(cfg.NUM_GPUS)
-    changes = du.apply_launch_env(cfg, launch)
-    if changes:
-        logger.info("Launch environment (%s) sets %s", launch["source"],
-                    ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changes.items()))
-    if launch is not None and launch["world_size"] != du.expected_world_size(cfg):
-        raise ConfigError(
-            f"{launch['source']} started {launch['world_size']} processes but the config describes "
-            f"{du.expected_world_size(cfg)} (NUM_SHARDS {cfg.NUM_SHARDS} x NUM_GPUS {cfg.NUM_GPUS})"
-        )
-    cfg = assert_and_infer_cfg(cfg)
-    check_cfg(cfg, launched=launch is not None, check_devices=check_devices)
-    scale_lr_by_shards(cfg)
-    warn_unimplemented(cfg)
-    return cfg
+def config_from_args(args, check_devices=True):
+    """Returns the validated config of a command line: defaults <- YAML (`args.cfg_file`) <- `args.opts`,
+    NUM_SHARDS / SHARD_ID from the flags or the launch environment (torchrun / SLURM), LR-scaled by
+    shards. `check_devices` False skips the visible-GPU check (submitting from a machine without GPUs)."""
+    overrides = {key: value for key, value in (("NUM_SHARDS", getattr(args, "num_shards", None)),
+                                               ("SHARD_ID", getattr(args, "shard_id", None))) if value is not None}
+    launch = {}
+
+    def apply_launch_env(cfg):
+        env = launch["env"] = du.detect_launch_env(cfg.NUM_GPUS)
+        changes = du.apply_launch_env(cfg, env)
+        if changes:
+            logger.info("Launch environment (%s) sets %s", env["source"],
+                        ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changes.items()))
+        if env is not None and env["world_size"] != du.expected_world_size(cfg):
+            raise ConfigError(
+                f"{env['source']} started {env['world_size']} processes but the config describes "
+                f"{du.expected_world_size(cfg)} (NUM_SHARDS {cfg.NUM_SHARDS} x NUM_GPUS {cfg.NUM_GPUS})"
+            )
+
+    cfg = load_config(getattr(args, "cfg_file", None), getattr(args, "opts", None) or (), overrides,
+                      before_validate=apply_launch_env)
+    check_checkpoint_paths(cfg)
+    if check_devices:
+        check_visible_gpus(cfg, launched=launch["env"] is not None)
+    return scale_lr_by_shards(cfg)
