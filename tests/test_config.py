@@ -340,10 +340,11 @@ def test_a_config_never_builds_another_model(tmp_path):
     with pytest.raises(ConfigError, match=r"^MODEL\.ARCH slowfast .*not implemented.*MODEL_NAME VoV3D") as e:
         load_config(path, ["NUM_GPUS", "0"])
     assert "\n" not in str(e.value)
-    # the Python API path: a hand-merged cfg is refused by build_model too
+    # the Python API path: merging the file, or a hand-set key reaching build_model
+    with pytest.raises(ConfigError, match="MODEL.ARCH slowfast"):
+        get_cfg().merge_from_file(path)
     cfg = get_cfg()
-    cfg.merge_from_file(path)
-    cfg.NUM_GPUS = 0
+    cfg.NUM_GPUS, cfg.MODEL.ARCH = 0, "slowfast"
     with pytest.raises(ConfigError, match="MODEL.ARCH slowfast"):
         build_model(cfg)
     # ARCH and MODEL_NAME of two different vov3d models
