@@ -5,6 +5,8 @@ import logging
 import torch
 from fvcore.common.registry import Registry
 
+from vov3d.config.load import check_model_choice
+
 logger = logging.getLogger(__name__)
 
 MODEL_REGISTRY = Registry("MODEL")
@@ -35,7 +37,6 @@ def build_model(cfg, gpu_id=None):
     Wrapping in DistributedDataParallel is the engine's job (vov3d.utils.distributed), so that
     tools and tests get the bare module.
     """
-    from vov3d.config.load import check_model_choice
     from vov3d.models.speed import apply_memory_format  # local: speed imports models
 
     check_model_choice(cfg)  # never build another model than the config's MODEL.ARCH names
