@@ -225,7 +225,7 @@ def test_python_configs_are_refused_and_never_run(tmp_path):
     ({"a.yaml": "just text\n"}, r"a\.yaml: the top level must be a mapping.*str"),
     ({"a.yaml": "!!python/object/apply:os.system ['true']\n"}, r"a\.yaml:1:1: YAML error"),
     ({"a.txt": "NUM_GPUS: 0\n"}, r"a\.txt: not a YAML config"),
-    ({"a.yaml": "_BASE_: missing.yaml\n"}, r"config file not found: .*missing\.yaml"),
+    ({"a.yaml": "_BASE_: missing.yaml\n"}, r"Config file not found: .*missing\.yaml"),
     ({"a.yaml": "TRAIN: 5\n"}, r"TRAIN is a section"),
 ])
 def test_file_problems_are_one_line(tmp_path, files, pattern):

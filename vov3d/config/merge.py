@@ -32,7 +32,7 @@ def read_yaml(path):
     if os.path.splitext(path)[1].lower() not in YAML_SUFFIXES:
         raise ConfigError(f"{path}: not a YAML config (expected a .yaml or .yml file)")
     if not os.path.exists(path):
-        raise FileNotFoundError(f"config file not found: {path}")
+        raise FileNotFoundError(f"Config file not found: {path}")
     if os.path.isdir(path):
         raise ConfigError(f"{path}: is a directory, not a YAML config")
     try:
@@ -75,7 +75,8 @@ def merge_mapping(cfg, data, source, prefix=""):
     """Merges a nested mapping {KEY: value or mapping} into cfg; `source` says where it came from."""
     if not prefix and isinstance(data.get("MODEL"), dict) and "ARCH" in data["MODEL"]:
         # An architecture vov3d does not build is what the user must hear about, before any other key.
-        refuse_foreign_arch(_decode(data["MODEL"]["ARCH"]), cfg.MODEL.MODEL_NAME, source)
+        model = data["MODEL"]
+        refuse_foreign_arch(_decode(model["ARCH"]), model.get("MODEL_NAME", cfg.MODEL.MODEL_NAME), source)
     for name, value in data.items():
         if not isinstance(name, str):
             raise ConfigError(f"config key {prefix}{name!r} is not a name ({source})")
