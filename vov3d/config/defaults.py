@@ -79,7 +79,7 @@ _C.TEST.SAVE_SCORES = True  # save per-view softmax scores (TEST.SAVE_RESULTS_PA
 # Model
 # ---------------------------------------------------------------------------- #
 _C.MODEL = CfgNode()
-_C.MODEL.ARCH = "vov3d"  # model family: a key of ARCH_MODELS (any other name only with a model you register)
+_C.MODEL.ARCH = ""  # model family (PySlowFast's key): a key of ARCH_MODELS agreeing with MODEL_NAME; empty: MODEL_NAME decides
 _C.MODEL.MODEL_NAME = "VoV3D"  # registered model name: VoV3D | X3D | S3D | P3D | SmallBigNet | ResNet3D | ...
 _C.MODEL.NUM_CLASSES = Key(400, ge=1)  # classifier outputs
 _C.MODEL.LOSS_FUNC = "cross_entropy"  # cross_entropy | bce | bce_logit | soft_cross_entropy (or one you register)

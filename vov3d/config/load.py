@@ -40,7 +40,7 @@ def check_model_choice(cfg):
     arch, name = cfg.MODEL.ARCH, cfg.MODEL.MODEL_NAME
     refuse_foreign_arch(arch, name)
     arch_of_name = {model: a for a, model in ARCH_MODELS.items()}.get(name)
-    if arch_of_name is not None and arch != arch_of_name:
+    if arch and arch_of_name is not None and arch != arch_of_name:
         raise ConfigError(
             f"MODEL.ARCH {arch} and MODEL.MODEL_NAME {name} name different models "
             f"(MODEL_NAME {name} is MODEL.ARCH {arch_of_name}): set both"
