@@ -16,7 +16,8 @@ Two ways to say which frames (exactly one per call)
       whole video anyway.
     * ``times_fn(info) -> seconds``: the frames *displayed* at those times (the last frame whose pts is
       <= t; clamped to the first/last frame). Only the needed span is decoded: PyAV seeks to the
-      keyframe before the first time and stops after the last one. Used by dense (Kinetics) sampling,
+      keyframe before the first time and stops after the last one, keeping only the frames displayed at
+      the requested times. Used by dense (Kinetics) sampling,
       so timestamps, not header frame counts, decide (VFR and odd headers are handled).
 
 Frame i is the frame a player shows at i: frames are taken in the decoder's output order, which is display
@@ -402,44 +403,57 @@ class _PyAVDecoder:
         if not times:
             raise ValueError(f"{self.path}: times_fn asked for no frames")
         first, last = min(times), max(times)
-        decoded = self._span(first, last)
-        if decoded and decoded[0][0] > first + _TIME_EPS and first > self.info.start:
+        span = self._keep_shown(first, last, times)
+        if span is None:
             # The seek overshot (broken index): decode from the beginning instead of guessing.
             self._reopen()
-            decoded = self._span(None, last)
-        if not decoded:
+            span = self._keep_shown(None, last, times)
+        frame_times, kept = span
+        if not frame_times:
             raise DecodeError(self.path, f"no decodable frames at {first:.2f}-{last:.2f} s ({self.errors} packets failed)")
-        _check_truncated(self.path, self.info, decoded[-1][0], last)
-        positions = _frames_at_times([t for t, _ in decoded], times)
+        _check_truncated(self.path, self.info, frame_times[-1], last)
+        positions = _frames_at_times(frame_times, times)
         distinct, index = _unique(positions)
-        frames = self._to_tensor([decoded[p][1] for p in distinct])
+        frames = torch.stack([kept[p] for p in distinct])
         # Frames the clip spans (the decoded span also holds frames from the keyframe before it).
         # Judged on the requested (unclamped) span: a video shorter than its clip stays too short.
         capacity = int((max(requested) - min(requested)) * self.info.fps) if self.info.fps else None
         return DecodedFrames(frames, index, max(positions) - min(positions) + 1, self.info, capacity)
 
-    def _span(self, first, last):
-        """Returns [(seconds, frame)] in display order: the frame displayed at `first` and all up to `last`.
+    def _keep_shown(self, first, last, times):
+        """Decodes from the keyframe before `first` (None: from the start) to the first frame after `last`.
 
-        Frames before that one are dropped as they arrive, so a long GOP does not pile up in memory.
+        Returns (display times of the decoded frames, {position: RGB uint8 (H, W, 3)} of the frames displayed
+        at some requested time), or None when the seek landed after `first`. Frame k is displayed from its
+        time until frame k+1's, so it is known to be wanted (and converted) once frame k+1 arrives; the
+        others are dropped as they come, so neither a long GOP nor a long clip piles up in memory.
         """
-        anchor, after = None, []
+        wanted = sorted(t + _TIME_EPS for t in times)
+        frame_times, kept, pending = [], {}, None
+
+        def decide(next_time):  # keeps the pending frame if a requested time falls in its display interval
+            k = len(frame_times) - 1
+            lo = 0 if k == 0 else bisect.bisect_left(wanted, frame_times[k])  # frame 0 also takes earlier times
+            if bisect.bisect_left(wanted, next_time) > lo:
+                kept[k] = self._rgb(pending)
+
         for t, frame in self._frames(first, last):
-            if first is not None and t <= first + _TIME_EPS:
-                if anchor is None or t >= anchor[0]:
-                    anchor = (t, frame)
-            else:
-                after.append((t, frame))
-        return ([anchor] if anchor else []) + after
+            if not frame_times and first is not None and t > first + _TIME_EPS and first > self.info.start:
+                return None
+            if pending is not None:
+                decide(t)
+            pending = frame
+            frame_times.append(t)
+        if pending is not None:
+            decide(math.inf)
+        return frame_times, kept
 
     @staticmethod
     def _rgb(frame):
         # Colour conversion costs more than decoding (data-formats §4): done only for kept frames.
         return torch.from_numpy(frame.to_ndarray(format="rgb24"))
 
-    @classmethod
-    def _to_tensor(cls, frames):
-        return torch.stack([cls._rgb(f) for f in frames])
+
 
 
 # --------------------------------------------------------------------------------------------- #

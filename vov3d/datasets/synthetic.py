@@ -49,6 +49,7 @@ _CODECS = {  # name -> (encoder, options): near-lossless, fast presets so frame 
     "vp9": ("libvpx-vp9", {"deadline": "realtime", "cpu-used": "8", "crf": "12", "b": "0"}),
     # Fixed quantiser 2 (FFmpeg's -q:v 2): quality is given as lambda, 118 (FF_QP2LAMBDA) per step.
     "mpeg4": ("mpeg4", {"flags": "+qscale", "global_quality": str(2 * 118)}),
+    "theora": ("libtheora", {"flags": "+qscale", "global_quality": str(9 * 118)}),  # only where PyAV has libtheora
 }
 # Texture videos are for timing: typical web-video quality (Kinetics 256p clips are a few hundred KB).
 _REALISTIC = {"h264": {"preset": "veryfast", "crf": "23"}, "vp9": {"crf": "32"}, "mpeg4": {"global_quality": str(5 * 118)}}
@@ -142,7 +143,7 @@ def write_video(path, num_frames, width=64, height=48, fps=12, codec="h264", gop
 
 def encode_video(path, frames, width, height, fps=12, codec="h264", options=None, gop=None, audio=False,
                  num_frames=None, b_frames=None):
-    """Encodes RGB uint8 frames (H, W, 3 each) into `path` with `codec` (h264 | vp9 | mpeg4); returns path.
+    """Encodes RGB uint8 frames (H, W, 3 each) into `path` with `codec` (h264 | vp9 | mpeg4 | theora); returns path.
 
     `options` update the codec's defaults (e.g. {"crf": "28"}); `audio` adds a silent AAC track before
     the video stream (as Kinetics clips have), which needs `num_frames`; `b_frames` sets the encoder's
