@@ -3,6 +3,7 @@
 import json
 import logging
 import os
+import re
 import shutil
 
 import pytest
@@ -228,3 +229,120 @@ def test_test_item_has_all_views_in_order_and_is_deterministic(name, ssv1, ssv2,
         assert clip0[0] <= clip1[0]  # uniformly spaced clips, in order
     else:
         assert all(a < b for a, b in zip(clip0, clip1))  # offsets 0.25 / 0.75 of each segment
+
+
+# ---------------------------------------------------------------------------------------------- #
+# Splits, labels and list formats from other sources
+# ---------------------------------------------------------------------------------------------- #
+def _copy_lists(kinetics, tmp_path, **lists):
+    """A PySlowFast-style annotation folder next to `kinetics`'s media, with the given list files."""
+    folder = tmp_path / "lists"
+    folder.mkdir(parents=True)
+    for name, lines in lists.items():
+        (folder / name.replace("__", ".")).write_text("".join(line + "\n" for line in lines))
+    return str(folder)
+
+
+def _list_lines(kinetics, split):
+    media = os.path.join(kinetics.root, "videos")
+    return [f"{os.path.relpath(v.path, media)} {v.label}" for v in kinetics.split(split)]
+
+
+def test_pyslowfast_test_split_reads_test_csv_else_val_csv(kinetics, tmp_path, caplog):
+    train, val, test = (_list_lines(kinetics, s) for s in ("train", "val", "test"))
+    folder = _copy_lists(kinetics, tmp_path, train__csv=train, val__csv=val, test__csv=test)
+    cfg = tiny_cfg(kinetics, "kinetics", "DATA.PATH_TO_DATA_DIR", folder)
+    with caplog.at_level(logging.INFO):
+        ds = build_dataset("kinetics", cfg, "test")
+    assert ds.annotation_path == os.path.join(folder, "test.csv")
+    assert ds.video_ids == [os.path.splitext(os.path.basename(v.path))[0] for v in kinetics.split("test")]
+    assert "test.csv" in caplog.text  # the log names the file the split reads
+    assert build_dataset("kinetics", cfg, "val").annotation_path == os.path.join(folder, "val.csv")
+    os.remove(os.path.join(folder, "test.csv"))
+    assert build_dataset("kinetics", cfg, "test").annotation_path == os.path.join(folder, "val.csv")
+
+
+def _write(path, lines):
+    with open(path, "w") as f:
+        f.write("".join(line + "\n" for line in lines))
+
+
+@pytest.mark.parametrize("case", ["ssv1", "ssv1_unlabelled_train", "ssv2", "kinetics_release", "list_high",
+                                  "list_unlabelled_train"])
+def test_labels_outside_num_classes_stop_at_build_naming_file_line_value(case, ssv1, ssv2, kinetics, tmp_path):
+    name = case.split("_")[0] if case.startswith("ss") else "kinetics"
+    data = {"ssv1": ssv1, "ssv2": ssv2, "kinetics": kinetics}[name]
+    opts, split = ["MODEL.NUM_CLASSES", 100], "train"
+    if case == "ssv1":  # 4 classes in the labels CSV, a model with 2 outputs
+        opts, split = ["MODEL.NUM_CLASSES", 2], "val"
+        path = ssv1.files["val"]
+        bad_line = next(n for n, v in enumerate(ssv1.split("val"), 1) if v.label >= 2)
+        expected = rf"{path}:{bad_line}: label \d+ is outside \[0, 2\)"
+    elif case == "ssv1_unlabelled_train":
+        path = str(tmp_path / "train.csv")
+        _write(path, [f"{v.video_id};{v.label_text}" for v in ssv1.split("train")[:2]] + [ssv1.split("train")[2].video_id])
+        opts += ["DATA.TRAIN_ANNOTATION", path]
+        expected = rf"{path}:3: no label in a training list"
+    elif case == "ssv2":
+        opts = ["MODEL.NUM_CLASSES", 1]
+        expected = r"train.json \(entry \d+, id \w+\): label \d+ is outside \[0, 1\)"
+    elif case == "kinetics_release":
+        opts = ["MODEL.NUM_CLASSES", 1]
+        bad_line = next(n for n, v in enumerate(kinetics.split("train"), 2) if v.label >= 1)
+        expected = rf"annotations/train.csv:{bad_line}: label \d+ is outside \[0, 1\)"
+    else:
+        lines = _list_lines(kinetics, "train")
+        lines[1] = lines[1].rsplit(" ", 1)[0] + (" 100" if case == "list_high" else "")
+        folder = _copy_lists(kinetics, tmp_path, train__csv=lines)
+        opts += ["DATA.PATH_TO_DATA_DIR", folder]
+        expected = r"train.csv:2: " + ("label 100 is outside \\[0, 100\\)" if case == "list_high" else "no label")
+    cfg = tiny_cfg(data, name, *opts)
+    with pytest.raises(ValueError, match=expected) as e:
+        build_dataset(name, cfg, split)
+    assert "\n" not in str(e.value)
+
+
+def test_unlabelled_lines_are_fine_outside_training(kinetics, tmp_path):
+    folder = _copy_lists(kinetics, tmp_path, train__csv=_list_lines(kinetics, "train"),
+                         val__csv=[line.rsplit(" ", 1)[0] for line in _list_lines(kinetics, "val")])
+    ds = build_dataset("kinetics", tiny_cfg(kinetics, "kinetics", "DATA.PATH_TO_DATA_DIR", folder), "val")
+    assert set(ds.labels) == {-1}
+
+
+def test_mmaction2_video_and_rawframe_lists(kinetics, tmp_path):
+    # MMAction2 names: <dataset>_<split>_list_videos.txt / _list_rawframes.txt, found without overrides.
+    folder = _copy_lists(kinetics, tmp_path, k400_train_list_videos__txt=_list_lines(kinetics, "train"))
+    ds = build_dataset("kinetics", tiny_cfg(kinetics, "kinetics", "DATA.PATH_TO_DATA_DIR", folder), "train")
+    assert ds.annotation_path.endswith("k400_train_list_videos.txt")
+    assert ds.labels == [v.label for v in kinetics.split("train")] and len(ds.missing) == 0
+
+    frames = tmp_path / "rawframes"
+    lines = []
+    for k, n in enumerate((9, 12, 10)):  # MMAction2's extraction names: img_00001.jpg ...
+        synthetic.write_frames(str(frames / "air drumming" / f"v{k}"), n, 64, 48, template="img_{:05d}.jpg")
+        lines.append(f"air drumming/v{k} {n} {k % 2}")
+    folder = _copy_lists(kinetics, tmp_path / "r", train__csv=lines)
+    cfg = tiny_cfg(kinetics, "kinetics", "DATA.PATH_TO_DATA_DIR", folder, "DATA.PATH_PREFIX", str(frames))
+    with pytest.raises(ValueError, match=r"named \['img_00001.jpg'.*DATA.FRAME_TEMPLATE"):
+        build_dataset("kinetics", cfg, "train")
+    cfg.merge_from_list(["DATA.FRAME_TEMPLATE", "img_{:05d}.jpg", "DATA.TEMPORAL_SAMPLING", "segment"])
+    ds = build_dataset("kinetics", cfg, "train")
+    assert ds.video_ids == ["v0", "v1", "v2"] and ds.labels == [0, 1, 0] and len(ds.missing) == 0
+    decoded = ds.decode_record(ds.records[1], 0, 1)
+    assert decoded.num_frames == 12
+    assert [read_frame_code(f) for f in decoded.ordered()] == [1, 4, 7, 10]  # segment centres of 12 frames
+
+
+@pytest.mark.parametrize("content,message", [
+    (["test.mp4 0 3", "test.mp4 0 2 4"], "several labels after a video path"),  # MMAction2 multi-label video list
+    (["imgs 5 1", "imgs 5 3 5"], "more than two numbers after a frame folder"),  # multi-label rawframes
+    (["imgs 2 5 127", "imgs 2 5 127"], "more than two numbers after a frame folder"),  # rawframes with offset
+    (['[{"filename": "test.mp4", "label": 0}]'], "JSON annotations are not a supported list format"),
+    (["a/b.mp4,3", "a/c.mp4,1"], "set DATA.PATH_LABEL_SEPARATOR ','"),
+    (["imgs 5 1", "a/b.mp4 3"], "a video line in a rawframes list"),
+])
+def test_unsupported_list_formats_say_so_in_one_line(content, message, kinetics, tmp_path):
+    folder = _copy_lists(kinetics, tmp_path, train__csv=content)
+    with pytest.raises(ValueError, match=re.escape(message)) as e:
+        build_dataset("kinetics", tiny_cfg(kinetics, "kinetics", "DATA.PATH_TO_DATA_DIR", folder), "train")
+    assert "\n" not in str(e.value) and "missing" not in str(e.value) and "train.csv" in str(e.value)

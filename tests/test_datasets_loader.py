@@ -183,3 +183,44 @@ def test_data_benchmark_runs(ssv1):
     result = run_data_benchmark(cfg, argparse.Namespace(num_iters=0, synthetic=""))
     assert result["train"]["clips_per_s"] > 0 and result["train_raw_decode"]["clips_per_s"] > 0
     assert result["test"]["decodes_per_video"] == 1.0 and result["test_views"] == 6
+
+
+def test_check_dataset_reads_the_runs_splits_and_labels(kinetics_lists, tmp_path, monkeypatch, capsys):
+    folder, media = kinetics_lists
+    cfg = tiny_cfg_lists(folder, media)
+    assert _run_tool("check_dataset", ["--cfg", _write_cfg(tmp_path, cfg)], monkeypatch) == 0
+    out = capsys.readouterr().out
+    # PySlowFast's test.csv is what the test phase reads: checked as its own split.
+    assert "kinetics train:" in out and "kinetics val:" in out and f"kinetics test: 2 listed in {folder}/test.csv" in out
+    assert "labels 0..1 of MODEL.NUM_CLASSES 400" in out
+    cfg.merge_from_list(["TEST.ENABLE", False, "TRAIN.EVAL_PERIOD", 0])
+    assert _run_tool("check_dataset", ["--cfg", _write_cfg(tmp_path, cfg)], monkeypatch) == 0
+    out = capsys.readouterr().out
+    assert "kinetics train:" in out and "kinetics val:" not in out and "kinetics test:" not in out
+    # A bad label in the test list: the same one line a run stops with, and exit 1.
+    with open(os.path.join(folder, "test.csv")) as f:
+        lines = f.read().splitlines()
+    with open(os.path.join(folder, "test.csv"), "w") as f:
+        f.write("\n".join(lines[:1] + [lines[1].rsplit(" ", 1)[0] + " 400"]) + "\n")
+    assert _run_tool("check_dataset", ["--cfg", _write_cfg(tmp_path, tiny_cfg_lists(folder, media))], monkeypatch) == 1
+    assert f"test: cannot build the dataset: {folder}/test.csv:2: label 400 is outside [0, 400)" in capsys.readouterr().out
+
+
+@pytest.fixture
+def kinetics_lists(tmp_path):
+    data = synthetic.make_kinetics(str(tmp_path / "k"), annotations=("pyslowfast",), num_classes=2,
+                                   videos_per_split={"train": 2, "val": 1, "test": 2})
+    media = os.path.join(data.root, "videos")
+    folder = tmp_path / "lists"
+    folder.mkdir()
+    for split in ("train", "val", "test"):
+        (folder / f"{split}.csv").write_text(
+            "".join(f"{os.path.relpath(v.path, media)} {v.label}\n" for v in data.split(split)))
+    return str(folder), media
+
+
+def tiny_cfg_lists(folder, media):
+    cfg = get_cfg()
+    cfg.merge_from_list(["DATA.PATH_TO_DATA_DIR", folder, "DATA.PATH_PREFIX", media, "TRAIN.DATASET", "kinetics",
+                         "TEST.DATASET", "kinetics", "NUM_GPUS", 0, "DATA_LOADER.NUM_WORKERS", 0, "DATA.NUM_FRAMES", 4])
+    return cfg

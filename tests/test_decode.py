@@ -139,3 +139,126 @@ def test_torchcodec_parity(videos, name):
         assert codes(a) == codes(b)
         # Same decoder library family, same frames: pixels agree up to colour-conversion rounding.
         assert (a.ordered().int() - b.ordered().int()).abs().max() <= 2
+
+
+# ---------------------------------------------------------------------------------------------- #
+# Display order in every container (B-frames; AVI attaches decode-order pts)
+# ---------------------------------------------------------------------------------------------- #
+BFRAME_VIDEOS = [("h264", "avi"), ("mpeg4", "avi"), ("h264", "mkv"), ("h264", "mp4"), ("mpeg4", "mp4")]
+# Containers without B-frames in our encoders, checked the same way (Theora only where PyAV has libtheora).
+OTHER_VIDEOS = [("vp9", "webm"), pytest.param(("theora", "ogv"), marks=pytest.mark.skipif(
+    "libtheora" not in __import__("av").codecs_available, reason="this PyAV build has no Theora encoder"))]
+
+
+@pytest.fixture(scope="module")
+def bframe_videos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bframes")
+
+    class Videos(dict):
+        def __missing__(self, key):  # written on first use: Theora only where it can be encoded
+            codec, ext = key
+            self[key] = synthetic.write_video(str(root / f"{codec}.{ext}"), 60, 32, 32, fps=25, codec=codec, gop=12,
+                                              b_frames=2 if codec in ("h264", "mpeg4") else None)
+            return self[key]
+
+    return Videos()
+
+
+def sequential_decode(path):
+    """Returns (frame codes, display times in s) of a plain decode: decoder output order, pts sorted."""
+    import av
+
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        frames = list(container.decode(stream))
+        tb = float(stream.time_base)
+        return [read_frame_code(f.to_ndarray(format="rgb24")) for f in frames], \
+            sorted(f.pts * tb for f in frames), [str(f.pict_type) for f in frames], [f.pts for f in frames]
+
+
+def backends():
+    return ["pyav", pytest.param("torchcodec", marks=pytest.mark.skipif(
+        not _torchcodec_usable()[0], reason=f"torchcodec not usable: {_torchcodec_usable()[1]}"))]
+
+
+@pytest.mark.parametrize("backend", backends())
+@pytest.mark.parametrize("video", BFRAME_VIDEOS + OTHER_VIDEOS, ids=lambda v: "-".join(v) if isinstance(v, tuple) else v)
+def test_bframe_videos_give_display_order_by_index_and_time(bframe_videos, video, backend):
+    path = bframe_videos[video]
+    seq, times, types, pts = sequential_decode(path)
+    assert seq == list(range(60)), "the decoder itself returns display order"
+    if video in BFRAME_VIDEOS:
+        assert any(t.endswith("B") or t == "3" for t in types), "the fixture must hold B-frames"
+    if video == ("h264", "avi"):
+        assert pts != sorted(pts), "the fixture must show AVI's decode-order pts"
+    out = decode_frames(path, index_fn=lambda n: list(range(n)), backend=backend)
+    assert out.num_frames == 60 and codes(out) == seq
+    out = decode_frames(path, index_fn=lambda n: [59, 2, 3, 2, 30, 31], backend=backend)  # sparse, unsorted
+    assert codes(out) == [59, 2, 3, 2, 30, 31]
+    # Each frame is displayed from its time until the next one's: ask at both ends of that interval.
+    ends = [t + 0.9 * (b - t) for t, b in zip(times, times[1:] + [times[-1] + 0.04])]
+    for ask in (times, ends, times[10:20], ends[33:36]):
+        out = decode_frames(path, times_fn=lambda info: ask, backend=backend)
+        assert codes(out) == [seq[times.index(t)] if t in times else seq[ends.index(t)] for t in ask]
+
+
+class _Held:
+    """Counts the decoded frames alive at once: av.open is wrapped so that every frame a packet decodes
+    comes out wrapped in a counted proxy (PyAV's own objects take no weak references)."""
+
+    alive = peak = 0
+
+    class Proxy:
+        def __init__(self, target):
+            self._target = target
+
+        def __getattr__(self, name):
+            return getattr(self._target, name)
+
+    class Frame(Proxy):
+        def __init__(self, target):
+            super().__init__(target)
+            _Held.alive += 1
+            _Held.peak = max(_Held.peak, _Held.alive)
+
+        def __del__(self):
+            _Held.alive -= 1
+
+    class Packet(Proxy):
+        def decode(self):
+            return [_Held.Frame(f) for f in self._target.decode()]
+
+    class Container(Proxy):
+        def demux(self, *args, **kwargs):
+            return (_Held.Packet(p) for p in self._target.demux(*args, **kwargs))
+
+
+def test_decoding_keeps_only_requested_frames(bframe_videos, monkeypatch):
+    import av
+
+    real_open = av.open
+    monkeypatch.setattr(av, "open", lambda *a, **k: _Held.Container(real_open(*a, **k)))
+    for video in [("h264", "avi"), ("h264", "mp4")]:
+        _Held.alive = _Held.peak = 0
+        out = decode_frames(bframe_videos[video], index_fn=lambda n: [1, 20, 40, 58, 20], threads=1)
+        assert codes(out) == [1, 20, 40, 58, 20] and out.frames.shape[0] == 4  # kept: the 4 distinct frames
+        # Decoded (YUV) frames held at once: those of the packet in hand, not the video's 60.
+        assert 0 < _Held.peak <= 3, f"{video}: {_Held.peak} decoded frames held at once for a 4-frame request"
+        # Time sampling over the whole video: the same bound (AVI adds its reorder window).
+        _Held.alive = _Held.peak = 0
+        out = decode_frames(bframe_videos[video], times_fn=lambda info: [0.1, 0.9, 1.7, 2.3], threads=1)
+        assert out.frames.shape[0] == 4
+        window = decode._REORDER_WINDOW if video[1] == "avi" else 0
+        assert 0 < _Held.peak <= 3 + window, f"{video}: {_Held.peak} decoded frames held at once (time mode)"
+
+
+def test_index_mode_recounts_when_the_header_lies(bframe_videos, monkeypatch):
+    # The indices are planned from the header's count; a wrong count costs a second decode, never a wrong frame.
+    path = bframe_videos[("h264", "mp4")]
+    monkeypatch.setattr(decode._PyAVDecoder, "_count_packets", lambda self: 45)
+    import av
+
+    monkeypatch.setattr(av.video.stream.VideoStream, "frames", property(lambda self: 0), raising=False)
+    seen = []
+    out = decode_frames(path, index_fn=lambda n: seen.append(n) or [0, n - 1])
+    assert seen == [45, 60] and codes(out) == [0, 59] and out.num_frames == 60

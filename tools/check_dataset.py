@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
-"""Checks a dataset split before a long run: missing, undecodable and too-short videos, with frame counts.
+"""Checks the data a run reads before it starts: labels, missing, undecodable and too-short videos, frame counts.
 
     python tools/check_dataset.py --cfg configs/SSv2/VoV3D_M_16x1.yaml [--split train|val|test] [KEY VALUE ...]
+
+Without --split, every split the run would read (train, val, test as TRAIN.ENABLE, TRAIN.EVAL_PERIOD and
+TEST.ENABLE say), each annotation file once.
 
 Exit code 0 when no problem was found, 1 otherwise. See vov3d/datasets/check.py.
 """
@@ -15,7 +18,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from vov3d.config import load_config  # noqa: E402
-from vov3d.datasets.check import check_dataset, format_report  # noqa: E402
+from vov3d.datasets.check import check_dataset, format_report, splits_read_by_run  # noqa: E402
 from vov3d.engine.launch import EXIT_USER_ERROR, USER_ERRORS, error_line  # noqa: E402
 
 
@@ -23,7 +26,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cfg", dest="cfg_file", required=True, help="YAML config file")
     parser.add_argument("--split", choices=("train", "val", "test"), action="append",
-                        help="split to check (repeatable; default: every split, each annotation file once)")
+                        help="split to check (repeatable; default: every split the run reads, each file once)")
     parser.add_argument("--workers", type=int, default=None, help="decoding processes (default DATA_LOADER.NUM_WORKERS)")
     parser.add_argument("--quick", action="store_true", help="frame folders: decode the first and last JPEG only")
     parser.add_argument("--limit", type=int, default=0, help="check only the first N videos of each split")
@@ -38,12 +41,12 @@ def main(argv=None):
         print(error_line(e), file=sys.stderr)
         return EXIT_USER_ERROR
     reports, seen, failed = [], set(), False
-    for split in args.split or ("train", "val", "test"):
+    for split in args.split or splits_read_by_run(cfg):
         try:
-            # Without --split, test (which reads the validation file by default) is not decoded twice.
+            # Without --split, test reading the validation file (the default) is not decoded twice.
             report = check_dataset(cfg, split, args.workers, args.quick, args.limit, () if args.split else seen)
         except (FileNotFoundError, RuntimeError, ValueError, KeyError) as e:
-            print(f"{split}: cannot build the dataset: {e}")
+            print(f"{split}: cannot build the dataset: {e}")  # e.g. the label error a run would stop with
             failed = True
             continue
         if report is None:

@@ -48,6 +48,7 @@ class VideoRecord:
     video_id: str
     label: int
     source: Union[str, FrameFolder, None]  # video file, frame folder, or None when it could not be resolved
+    line: int = 0  # where the annotation file lists it (1-based line, or entry for JSON; 0: not from a file)
 
     @property
     def path(self):
@@ -62,6 +63,25 @@ def report_bad(path, reason, what="bad video"):
         _REPORTED_BAD.add(path)
         logger.warning("%s %s: %s", what, path, reason)
     return (str(path), reason)
+
+
+def check_labels(records, num_classes, annotation_path, unlabelled_ok):
+    """Raises ValueError naming file, line and value of the first label outside [0, num_classes)
+    (-1, "no label", is accepted when unlabelled_ok): a bad label must stop a run before its first step,
+    not as an IndexError (or a device-side assert) mid-epoch."""
+    bad = [r for r in records if not (0 <= r.label < num_classes or (r.label == -1 and unlabelled_ok))]
+    if bad:
+        first = bad[0]
+        if not first.line:
+            where = f"{annotation_path} ({first.video_id})"
+        elif annotation_path.endswith(".json"):
+            where = f"{annotation_path} (entry {first.line}, id {first.video_id})"
+        else:
+            where = f"{annotation_path}:{first.line}"
+        what = "no label in a training list" if first.label == -1 else \
+            f"label {first.label} is outside [0, {num_classes}) (MODEL.NUM_CLASSES)"
+        more = f"; {len(bad) - 1} more such lines" if len(bad) > 1 else ""
+        raise ValueError(f"{where}: {what}{more}")
 
 
 class VideoClipDataset(torch.utils.data.Dataset):
@@ -104,6 +124,8 @@ class VideoClipDataset(torch.utils.data.Dataset):
             self.sampling = d.TEMPORAL_SAMPLING
 
         records, self.class_names = self._load()
+        self.num_classes = int(cfg.MODEL.NUM_CLASSES)
+        check_labels(records, self.num_classes, self.annotation_path, unlabelled_ok=split != "train")
         self.records, self.missing = self._drop_missing(records)
         if not self.records:
             raise RuntimeError(

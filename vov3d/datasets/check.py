@@ -1,6 +1,8 @@
-"""Walks a split and reports what is missing, undecodable or too short, before a long run.
+"""Walks the splits a run reads and reports bad labels and what is missing, undecodable or too short, before
+a long run.
 
-Every listed video is decoded completely (colour conversion skipped), so the frame counts are the
+Labels are checked when a dataset is built (vov3d.datasets.base.check_labels): a bad one is reported as the
+same one line a run would stop with. Every listed video is decoded completely (colour conversion skipped), so the frame counts are the
 true ones, not what headers declare; frame folders have every JPEG decoded (``quick``: first and last
 only). Used by ``tools/check_dataset.py``.
 """
@@ -38,6 +40,19 @@ class _Probe(torch.utils.data.Dataset):
             return r.video_id, r.path, -1, None, e.reason
 
 
+def splits_read_by_run(cfg):
+    """Returns the splits tools/run_net.py reads with this config: train (TRAIN.ENABLE), val (TRAIN.ENABLE
+    and TRAIN.EVAL_PERIOD > 0, as vov3d.engine.train decides), test (TEST.ENABLE)."""
+    splits = []
+    if cfg.TRAIN.ENABLE:
+        splits.append("train")
+        if cfg.TRAIN.EVAL_PERIOD > 0:
+            splits.append("val")
+    if cfg.TEST.ENABLE:
+        splits.append("test")
+    return splits
+
+
 def check_dataset(cfg, split, num_workers=None, quick=False, limit=0, skip_annotations=()):
     """Returns a report dict of one split (counts, frame statistics, every problem found).
 
@@ -63,10 +78,13 @@ def check_dataset(cfg, split, num_workers=None, quick=False, limit=0, skip_annot
             counts.append(frames)
         if k % 1000 == 0:
             logger.info("checked %d / %d videos, %d problems so far", k, len(records), len(problems))
+    labels = [r.label for r in dataset.records + dataset.missing]
     return {
         "dataset": name,
         "split": split,
         "annotation": dataset.annotation_path,
+        "num_classes": dataset.num_classes,
+        "labels": ({"min": min(labels), "max": max(labels), "unlabelled": labels.count(-1)} if labels else {}),
         "media": dataset.media_dir,
         "listed": len(dataset.records) + len(dataset.missing),
         "checked": len(records),
@@ -88,9 +106,12 @@ def format_report(report, max_lines=50):
         lines.append(f"... and {len(report['problems']) - max_lines} more problems")
     f = report["frames"]
     frames = f"frames per video min {f['min']} / median {f['median']} / max {f['max']}" if f else "no decodable video"
+    lab = report["labels"]
+    labels = (f"labels {lab['min']}..{lab['max']} of MODEL.NUM_CLASSES {report['num_classes']}"
+              + (f" ({lab['unlabelled']} unlabelled)" if lab["unlabelled"] else "")) if lab else "no labels"
     lines.append(
         f"{report['dataset']} {report['split']}: {report['listed']} listed in {report['annotation']}, "
         f"{report['checked']} checked, {report['missing']} missing, {report['undecodable']} undecodable, "
-        f"{report['too_few_frames']} with too few frames; {frames}"
+        f"{report['too_few_frames']} with too few frames; {labels}; {frames}"
     )
     return "\n".join(lines)

@@ -8,14 +8,21 @@ Sources and backends
 
 Two ways to say which frames (exactly one per call)
     * ``index_fn(num_frames) -> indices``: frames by index in presentation order. The true frame count
-      is needed first, and headers lie (WebM has none, truncated files keep their old duration), so
-      PyAV decodes the whole stream without colour conversion and converts only the chosen frames;
-      torchcodec scans the file (``seek_mode="exact"``). Used by segment (Something-Something)
-      sampling, whose segments span the whole video anyway.
+      is needed, and headers lie (WebM has none, truncated files keep their old duration), so PyAV
+      decodes the whole stream without colour conversion, keeping (and converting) only the chosen
+      frames: indices are planned from the header's (or the packet) count, and planned again, with a
+      second decode, only when the decode finds another count. torchcodec scans the file
+      (``seek_mode="exact"``). Used by segment (Something-Something) sampling, whose segments span the
+      whole video anyway.
     * ``times_fn(info) -> seconds``: the frames *displayed* at those times (the last frame whose pts is
       <= t; clamped to the first/last frame). Only the needed span is decoded: PyAV seeks to the
-      keyframe before the first time and stops after the last one. Used by dense (Kinetics) sampling,
+      keyframe before the first time and stops after the last one, keeping only the frames displayed at
+      the requested times. Used by dense (Kinetics) sampling,
       so timestamps, not header frame counts, decide (VFR and odd headers are handled).
+
+Frame i is the frame a player shows at i: frames are taken in the decoder's output order, which is display
+order, and never re-sorted by their pts (AVI attaches decode-order pts to B-frame streams; see
+``_PyAVDecoder._frames``). torchcodec hands AVI files to PyAV (it fails on their last frames).
 
 The result keeps each distinct frame once (``frames``) plus the request order (``index``), so all test
 views of a video share one decode and one resize.
@@ -26,8 +33,10 @@ excluded, reported video (test).
 """
 
 import bisect
+import collections
 import dataclasses
 import functools
+import heapq
 import logging
 import math
 import os
@@ -42,6 +51,12 @@ BACKENDS = ("pyav", "torchcodec")
 # A requested time this close after a frame's pts still counts as that frame: sampling times are
 # computed in floating point and would otherwise fall a hair before the frame they aim at.
 _TIME_EPS = 1e-6
+# Frames a decoder may hold back to reorder them (H.264's largest DPB): a frame's decode-order pts is at most
+# this many places from its display place.
+_REORDER_WINDOW = 16
+# Demuxers whose pts follow decode order, not display order, for streams with B-frames.
+_DECODE_ORDER_PTS_FORMATS = ("avi",)
+_AVI_NOTE_LOGGED = []  # the torchcodec backend says once that it hands these files to PyAV
 
 
 class DecodeError(RuntimeError):
@@ -60,6 +75,7 @@ class VideoInfo:
     start: float = 0.0  # seconds: pts of the first frame as declared by the stream
     duration: Optional[float] = None  # seconds
     fps: Optional[float] = None  # average frame rate
+    container: str = ""  # FFmpeg's name of the container format ("avi", "matroska,webm", ...)
 
 
 @dataclasses.dataclass
@@ -238,23 +254,31 @@ def _clamp_times(times, info):
 # --------------------------------------------------------------------------------------------- #
 class _PyAVDecoder:
     def __init__(self, path, threads):
-        import av
-
-        self.path = path
-        try:
-            self.container = av.open(path)
-        except Exception as e:  # av.error.* (InvalidDataError, ...), OSError
-            raise DecodeError(path, f"cannot open: {type(e).__name__}: {e}") from None
-        if not self.container.streams.video:
-            self.container.close()
-            raise DecodeError(path, "no video stream")
-        self.stream = self.container.streams.video[0]
-        if threads != 1:
-            # Frame+slice threading: 10-35% faster for H.264/VP9 (measured, data-formats.md §4).
-            self.stream.thread_type = "AUTO"
-            self.stream.codec_context.thread_count = threads
+        self.path, self.threads = path, threads
+        self._open()
         self.tb = float(self.stream.time_base) if self.stream.time_base else None
         self.info = self._info()
+
+    def _open(self):
+        import av
+
+        try:
+            self.container = av.open(self.path)
+        except Exception as e:  # av.error.* (InvalidDataError, ...), OSError
+            raise DecodeError(self.path, f"cannot open: {type(e).__name__}: {e}") from None
+        if not self.container.streams.video:
+            self.container.close()
+            raise DecodeError(self.path, "no video stream")
+        self.stream = self.container.streams.video[0]
+        if self.threads != 1:
+            # Frame+slice threading: 10-35% faster for H.264/VP9 (measured, data-formats.md §4).
+            self.stream.thread_type = "AUTO"
+            self.stream.codec_context.thread_count = self.threads
+
+    def _reopen(self):
+        """Starts again from the first packet (a fresh demuxer: seeking to 0 is unreliable in some containers)."""
+        self.container.close()
+        self._open()
 
     def _info(self):
         s, c = self.stream, self.container
@@ -266,10 +290,10 @@ class _PyAVDecoder:
         else:
             duration = None
         rate = s.average_rate or s.guessed_rate
-        return VideoInfo(start=start, duration=duration, fps=float(rate) if rate else None)
+        return VideoInfo(start=start, duration=duration, fps=float(rate) if rate else None, container=c.format.name)
 
-    def _frames(self, start_time=None, stop_time=None):
-        """Yields (seconds, av.VideoFrame) in decode output order, tolerating per-packet errors."""
+    def _decoded(self, start_time=None):
+        """Yields (pts in seconds, av.VideoFrame) in decoder output order, tolerating per-packet errors."""
         import av
 
         if start_time is not None and start_time > self.info.start and self.tb:
@@ -293,8 +317,37 @@ class _PyAVDecoder:
                     t = self.info.start + fallback / fps
                 fallback += 1
                 yield t, frame
-                if stop_time is not None and t > stop_time:
+
+    def _frames(self, start_time=None, stop_time=None):
+        """Yields (display time in seconds, av.VideoFrame) in display order; stops after the first frame
+        displayed later than stop_time.
+
+        The decoder returns frames in display order, whatever the container. Their pts are normally their
+        display times, but some demuxers attach pts in decode order (AVI with B-frames: MPEG-4 Part 2,
+        H.264), which the reordering decoder then hands out permuted (pts 1 2 4 3 6 5 ...). A player shows
+        the k-th frame out at the k-th smallest pts (FFmpeg's players do the equivalent with
+        best_effort_timestamp), so times are assigned that way: over a window of _REORDER_WINDOW frames
+        for such containers, or from the first out-of-order pts on in any other; with in-order pts the
+        window stays empty and each frame keeps its own pts.
+        """
+        window = _REORDER_WINDOW if self.container.format.name in _DECODE_ORDER_PTS_FORMATS else 0
+        pts, pending, latest = [], collections.deque(), -math.inf
+        for t, frame in self._decoded(start_time):
+            if t < latest:
+                window = _REORDER_WINDOW
+            latest = max(latest, t)
+            heapq.heappush(pts, t)
+            pending.append(frame)
+            while len(pending) > window:
+                shown = heapq.heappop(pts)
+                yield shown, pending.popleft()
+                if stop_time is not None and shown > stop_time:
                     return
+        while pending:
+            shown = heapq.heappop(pts)
+            yield shown, pending.popleft()
+            if stop_time is not None and shown > stop_time:
+                return
 
     def _close(self):
         self.container.close()
@@ -308,16 +361,41 @@ class _PyAVDecoder:
             self._close()
 
     def _by_index(self, index_fn):
-        decoded = sorted(self._frames(), key=lambda tf: tf[0])  # some AVI/B-frame streams are unordered
-        times = [t for t, _ in decoded]
-        if not times:
+        # The indices depend on the frame count, which only a full decode tells for sure; to keep no more
+        # than the requested frames (a 4000x3000 video would otherwise hold GBs), they are chosen from the
+        # header's count (or the packet count) and the decode keeps only those. Should the true count
+        # differ (truncated file, damaged packets), they are chosen again and the video decoded once more.
+        estimate = self.stream.frames or self._count_packets()
+        indices = [int(i) for i in index_fn(estimate)] if estimate else []
+        kept, count, last = self._keep(indices)
+        if not count:
             raise DecodeError(self.path, f"no decodable frames ({self.errors} packets failed)")
-        _check_truncated(self.path, self.info, times[-1], None)
-        indices = [int(i) for i in index_fn(len(decoded))]
-        _check_indices(self.path, indices, len(decoded))
+        _check_truncated(self.path, self.info, last, None)
+        if count != estimate:
+            indices = [int(i) for i in index_fn(count)]
+            _check_indices(self.path, indices, count)
+            self._reopen()
+            kept, count, last = self._keep(indices)
+        _check_indices(self.path, indices, count)
         distinct, index = _unique(indices)
-        frames = self._to_tensor([decoded[i][1] for i in distinct])
-        return DecodedFrames(frames, index, len(decoded), self.info)
+        return DecodedFrames(torch.stack([kept[i] for i in distinct]), index, count, self.info)
+
+    def _keep(self, indices):
+        """Decodes the whole video; returns ({position: RGB uint8 (H, W, 3)} of the wanted positions, frame
+        count, last display time). Frames come out of the decoder in display order; the others are dropped."""
+        wanted, kept, count, last = set(indices), {}, 0, -math.inf
+        for t, frame in self._decoded():
+            if count in wanted:
+                kept[count] = self._rgb(frame)
+            count += 1
+            last = max(last, t)
+        return kept, count, last
+
+    def _count_packets(self):
+        """Returns the number of non-empty video packets (demuxed, not decoded); rewinds by reopening."""
+        count = sum(1 for packet in self.container.demux(self.stream) if packet.size)
+        self._reopen()
+        return count
 
     def _by_time(self, times_fn):
         requested = list(times_fn(self.info))
@@ -325,40 +403,57 @@ class _PyAVDecoder:
         if not times:
             raise ValueError(f"{self.path}: times_fn asked for no frames")
         first, last = min(times), max(times)
-        decoded = self._span(first, last)
-        if decoded and decoded[0][0] > first + _TIME_EPS and first > self.info.start:
+        span = self._keep_shown(first, last, times)
+        if span is None:
             # The seek overshot (broken index): decode from the beginning instead of guessing.
-            self.container.seek(0, stream=self.stream, backward=True, any_frame=False)
-            decoded = self._span(None, last)
-        if not decoded:
+            self._reopen()
+            span = self._keep_shown(None, last, times)
+        frame_times, kept = span
+        if not frame_times:
             raise DecodeError(self.path, f"no decodable frames at {first:.2f}-{last:.2f} s ({self.errors} packets failed)")
-        _check_truncated(self.path, self.info, decoded[-1][0], last)
-        positions = _frames_at_times([t for t, _ in decoded], times)
+        _check_truncated(self.path, self.info, frame_times[-1], last)
+        positions = _frames_at_times(frame_times, times)
         distinct, index = _unique(positions)
-        frames = self._to_tensor([decoded[p][1] for p in distinct])
+        frames = torch.stack([kept[p] for p in distinct])
         # Frames the clip spans (the decoded span also holds frames from the keyframe before it).
         # Judged on the requested (unclamped) span: a video shorter than its clip stays too short.
         capacity = int((max(requested) - min(requested)) * self.info.fps) if self.info.fps else None
         return DecodedFrames(frames, index, max(positions) - min(positions) + 1, self.info, capacity)
 
-    def _span(self, first, last):
-        """Returns [(seconds, frame)] sorted by time: the frame displayed at `first` and all up to `last`.
+    def _keep_shown(self, first, last, times):
+        """Decodes from the keyframe before `first` (None: from the start) to the first frame after `last`.
 
-        Frames before that one are dropped as they arrive, so a long GOP does not pile up in memory.
+        Returns (display times of the decoded frames, {position: RGB uint8 (H, W, 3)} of the frames displayed
+        at some requested time), or None when the seek landed after `first`. Frame k is displayed from its
+        time until frame k+1's, so it is known to be wanted (and converted) once frame k+1 arrives; the
+        others are dropped as they come, so neither a long GOP nor a long clip piles up in memory.
         """
-        anchor, after = None, []
+        wanted = sorted(t + _TIME_EPS for t in times)
+        frame_times, kept, pending = [], {}, None
+
+        def decide(next_time):  # keeps the pending frame if a requested time falls in its display interval
+            k = len(frame_times) - 1
+            lo = 0 if k == 0 else bisect.bisect_left(wanted, frame_times[k])  # frame 0 also takes earlier times
+            if bisect.bisect_left(wanted, next_time) > lo:
+                kept[k] = self._rgb(pending)
+
         for t, frame in self._frames(first, last):
-            if first is not None and t <= first + _TIME_EPS:
-                if anchor is None or t >= anchor[0]:
-                    anchor = (t, frame)
-            else:
-                after.append((t, frame))
-        return ([anchor] if anchor else []) + sorted(after, key=lambda tf: tf[0])
+            if not frame_times and first is not None and t > first + _TIME_EPS and first > self.info.start:
+                return None
+            if pending is not None:
+                decide(t)
+            pending = frame
+            frame_times.append(t)
+        if pending is not None:
+            decide(math.inf)
+        return frame_times, kept
 
     @staticmethod
-    def _to_tensor(frames):
+    def _rgb(frame):
         # Colour conversion costs more than decoding (data-formats §4): done only for kept frames.
-        return torch.stack([torch.from_numpy(f.to_ndarray(format="rgb24")) for f in frames])
+        return torch.from_numpy(frame.to_ndarray(format="rgb24"))
+
+
 
 
 # --------------------------------------------------------------------------------------------- #
@@ -370,6 +465,16 @@ def _torchcodec_decode(path, threads, index_fn, times_fn):
         raise RuntimeError(f"DATA.DECODING_BACKEND is torchcodec but it cannot be used here ({why})")
     from torchcodec.decoders import VideoDecoder
 
+    # The header is read by PyAV for both backends (torchcodec's stream metadata lacks WebM's container
+    # duration), so both plan the same times.
+    info = probe(path)
+    if info.container in _DECODE_ORDER_PTS_FORMATS:
+        # torchcodec 0.17 fails on the last frames of AVI files with B-frames ("no more frames left to
+        # decode", or the wrong frame); PyAV gives every frame in display order.
+        if not _AVI_NOTE_LOGGED:
+            _AVI_NOTE_LOGGED.append(True)
+            logger.info("DATA.DECODING_BACKEND torchcodec: %s files are decoded with PyAV", info.container)
+        return _PyAVDecoder(path, threads).decode(index_fn, times_fn)
     try:
         decoder = VideoDecoder(path, seek_mode="exact", num_ffmpeg_threads=threads, dimension_order="NHWC")
     except Exception as e:
@@ -378,9 +483,6 @@ def _torchcodec_decode(path, threads, index_fn, times_fn):
     num = int(m.num_frames or 0)
     if num == 0:
         raise DecodeError(path, "no decodable frames")
-    # The header is read by PyAV for both backends (torchcodec's stream metadata lacks WebM's container
-    # duration), so both plan the same times.
-    info = probe(path)
     # Exact mode scans the packets, so the content end vs the declared end reveals truncation.
     content_end = float(m.end_stream_seconds)
     try:

@@ -33,21 +33,28 @@ from vov3d.datasets.decode import FrameFolder
 LABEL_ORDERS = ("file", "sorted")
 
 
-def read_lines(path):
-    """Returns the non-empty lines of a text file, stripped (CRLF, spaces, missing final newline are fine)."""
+def numbered_lines(path):
+    """Returns [(1-based line number, line)] of the non-empty lines, stripped (CRLF, spaces, missing final
+    newline are fine)."""
     with open(path, "r", encoding="utf-8") as f:
-        return [line.strip() for line in f.read().splitlines() if line.strip()]
+        return [(n, line.strip()) for n, line in enumerate(f.read().splitlines(), 1) if line.strip()]
+
+
+def read_lines(path):
+    """Returns the non-empty lines of a text file, stripped."""
+    return [line for _, line in numbered_lines(path)]
 
 
 def read_id_label_csv(path, class_index, sep=";"):
-    """Returns [(id, label)] from `id;class text` lines (label -1 for id-only lines); unknown classes raise."""
+    """Returns [(id, label, line number)] from `id;class text` lines (label -1 for id-only lines); unknown
+    classes raise."""
     rows = []
-    for n, line in enumerate(read_lines(path), 1):
+    for n, line in numbered_lines(path):
         vid, _, text = line.partition(sep)
         text = text.strip()
         if text and text not in class_index:
             raise ValueError(f"{path}:{n}: class {text!r} is not in the labels file")
-        rows.append((vid.strip(), class_index[text] if text else -1))
+        rows.append((vid.strip(), class_index[text] if text else -1, n))
     return rows
 
 
@@ -78,6 +85,6 @@ class Ssv1(VideoClipDataset):
         rows = read_id_label_csv(self.annotation_path, {c: i for i, c in enumerate(names)})
         media = self.release_subdir("20bn-something-something-v1")
         template = self.cfg.DATA.FRAME_TEMPLATE
-        records = [VideoRecord(vid, label, FrameFolder(os.path.join(media, vid), template=template))
-                   for vid, label in rows]
+        records = [VideoRecord(vid, label, FrameFolder(os.path.join(media, vid), template=template), n)
+                   for vid, label, n in rows]
         return records, names

@@ -93,15 +93,15 @@ class Ssv2(VideoClipDataset):
             entries = json.load(f)
         answers = self._test_answers(entries, label_map)
         rows = []
-        for e in entries:
+        for n, e in enumerate(entries, 1):
             vid = str(e["id"])
             if "template" in e:
                 text = template_to_class(e["template"])
                 if text not in label_map:
                     raise ValueError(f"{self.annotation_path}: id {vid}: class {text!r} is not in {labels_path}")
-                rows.append((vid, label_map[text]))
+                rows.append((vid, label_map[text], n))
             else:
-                rows.append((vid, answers.get(vid, -1)))
+                rows.append((vid, answers.get(vid, -1), n))
         return self._records(rows), names
 
     def _test_answers(self, entries, label_map):
@@ -133,12 +133,12 @@ class Ssv2(VideoClipDataset):
     def _records(self, rows):
         if self._source() == "video":
             media = self.release_subdir(self.RELEASE_SUBDIR)
-            return [VideoRecord(vid, label, os.path.join(media, f"{vid}.webm")) for vid, label in rows]
+            return [VideoRecord(vid, label, os.path.join(media, f"{vid}.webm"), n) for vid, label, n in rows]
         path = self.find_file([self.FRAME_LISTS[self.split]], ("",), "the PySlowFast frame list (DATA.SS_SOURCE frames)")
         frames = read_frame_list(path, self.media_dir)
         records = []
-        for vid, label in rows:
+        for vid, label, n in rows:
             files = frames.get(vid)
             folder = os.path.dirname(files[0]) if files else os.path.join(self.media_dir, vid)
-            records.append(VideoRecord(vid, label, FrameFolder(folder, files=files or [])))
+            records.append(VideoRecord(vid, label, FrameFolder(folder, files=files or []), n))
         return records

@@ -47,10 +47,12 @@ KINETICS_CLASSES = [
 _CODECS = {  # name -> (encoder, options): near-lossless, fast presets so frame codes survive
     "h264": ("libx264", {"preset": "ultrafast", "crf": "12"}),
     "vp9": ("libvpx-vp9", {"deadline": "realtime", "cpu-used": "8", "crf": "12", "b": "0"}),
-    "mpeg4": ("mpeg4", {"qscale": "2"}),
+    # Fixed quantiser 2 (FFmpeg's -q:v 2): quality is given as lambda, 118 (FF_QP2LAMBDA) per step.
+    "mpeg4": ("mpeg4", {"flags": "+qscale", "global_quality": str(2 * 118)}),
+    "theora": ("libtheora", {"flags": "+qscale", "global_quality": str(9 * 118)}),  # only where PyAV has libtheora
 }
 # Texture videos are for timing: typical web-video quality (Kinetics 256p clips are a few hundred KB).
-_REALISTIC = {"h264": {"preset": "veryfast", "crf": "23"}, "vp9": {"crf": "32"}, "mpeg4": {"qscale": "5"}}
+_REALISTIC = {"h264": {"preset": "veryfast", "crf": "23"}, "vp9": {"crf": "32"}, "mpeg4": {"global_quality": str(5 * 118)}}
 
 
 @dataclasses.dataclass
@@ -130,19 +132,22 @@ def _frames(num_frames, width, height, pattern, seed):
 
 
 def write_video(path, num_frames, width=64, height=48, fps=12, codec="h264", gop=None, pattern="index",
-                audio=False, seed=0):
-    """Writes a real encoded video (h264 mp4 / vp9 webm / mpeg4); returns path. Even sizes only (yuv420p)."""
+                audio=False, seed=0, b_frames=None):
+    """Writes a real encoded video (h264 / vp9 / mpeg4 in the container the extension names); returns path.
+
+    Even sizes only (yuv420p)."""
     options = _REALISTIC[codec] if pattern == "texture" else {}
     return encode_video(path, _frames(num_frames, width, height, pattern, seed), width, height, fps, codec,
-                        options, gop=gop, audio=audio, num_frames=num_frames)
+                        options, gop=gop, audio=audio, num_frames=num_frames, b_frames=b_frames)
 
 
 def encode_video(path, frames, width, height, fps=12, codec="h264", options=None, gop=None, audio=False,
-                 num_frames=None):
-    """Encodes RGB uint8 frames (H, W, 3 each) into `path` with `codec` (h264 | vp9 | mpeg4); returns path.
+                 num_frames=None, b_frames=None):
+    """Encodes RGB uint8 frames (H, W, 3 each) into `path` with `codec` (h264 | vp9 | mpeg4 | theora); returns path.
 
     `options` update the codec's defaults (e.g. {"crf": "28"}); `audio` adds a silent AAC track before
-    the video stream (as Kinetics clips have), which needs `num_frames`.
+    the video stream (as Kinetics clips have), which needs `num_frames`; `b_frames` sets the encoder's
+    maximum run of B-frames (h264 / mpeg4; None keeps the preset's).
     """
     import av
     from fractions import Fraction
@@ -159,6 +164,8 @@ def encode_video(path, frames, width, height, fps=12, codec="h264", options=None
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         if gop:
             stream.gop_size = gop
+        if b_frames is not None:
+            stream.codec_context.max_b_frames = b_frames
         for array in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")):
                 container.mux(packet)
