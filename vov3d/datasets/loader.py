@@ -2,9 +2,12 @@
 
 * Per-process batch: ``TRAIN.BATCH_SIZE // world_size`` (train, val) or ``TEST.BATCH_SIZE // world_size``
   (test); world size from ``torch.distributed`` when initialised, else 1.
-* Distributed: train uses ``DistributedSampler`` (shuffled, seeded by RNG_SEED, ``set_epoch`` via
-  :func:`shuffle_dataset`); val/test use :class:`ShardSampler` - rank r gets videos r, r + W, r + 2W, ...
-  with **no padding duplicates**, so gathered per-video results are identical for any world size.
+* Train uses :class:`TrainSampler` for any world size: DistributedSampler's order (shuffled by RNG_SEED and
+  the epoch, ``set_epoch`` via :func:`shuffle_dataset`), indices tagged with the epoch and seed
+  (:class:`SampleIndex`) so each sample's augmentation draws are a pure function of (seed, epoch, index)
+  whatever the number of loader workers, and ``skip_batches`` to resume mid-epoch on the same order.
+  Val/test use :class:`ShardSampler` - rank r gets videos r, r + W, r + 2W, ... with **no padding
+  duplicates**, so gathered per-video results are identical for any world size.
 * Train drops the last partial batch; val/test keep every video.
 * ``pin_memory`` only when ``cfg.NUM_GPUS > 0`` (and DATA_LOADER.PIN_MEMORY). Any
   ``DATA_LOADER.NUM_WORKERS`` (0 = in-process); train workers are persistent.
@@ -23,6 +26,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler, default_co
 
 from vov3d.datasets.base import PreallocatedBatch
 from vov3d.datasets.build import build_dataset
+from vov3d.datasets.sampling import SampleIndex
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +52,24 @@ class ShardSampler(Sampler):
 
     def __len__(self):
         return len(range(self.rank, self.num_samples, self.world_size))
+
+
+class TrainSampler(DistributedSampler):
+    """DistributedSampler (any world size, 1 included) yielding :class:`SampleIndex` values; after
+    ``skip_batches(n, batch_size)`` the next pass starts past the epoch's first n batches (one pass only)."""
+
+    def __init__(self, dataset, num_replicas, rank, seed):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
+        self._skip = 0
+
+    def skip_batches(self, num_batches, batch_size):
+        """Makes the next pass skip `num_batches` batches of `batch_size` (a mid-epoch resume); returns None."""
+        self._skip = int(num_batches) * int(batch_size)
+
+    def __iter__(self):
+        skip, self._skip = self._skip, 0
+        order = list(super().__iter__())[skip:]
+        return iter([SampleIndex(i, self.epoch, self.seed) for i in order])
 
 
 def collate(batch):
@@ -80,9 +102,10 @@ def construct_loader(cfg, split):
         raise ValueError(f"batch size {total} is smaller than the world size {world}")
     train = split == "train"
     sampler = None
-    if world > 1:
-        sampler = (DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.RNG_SEED)
-                   if train else ShardSampler(dataset, rank, world))
+    if train:
+        sampler = TrainSampler(dataset, world, rank, cfg.RNG_SEED)
+    elif world > 1:
+        sampler = ShardSampler(dataset, rank, world)
     if train and len(dataset) // world < batch_size:
         logger.warning("%s train: %d videos per process is less than one batch of %d; epochs will be empty",
                        name, len(dataset) // world, batch_size)
@@ -98,14 +121,26 @@ def construct_loader(cfg, split):
         collate_fn=collate,
         worker_init_fn=_worker_init,
         persistent_workers=train and workers > 0,
+        # Its own generator: the workers' base seed is not drawn from (and does not advance) the global
+        # torch RNG, which a resumed run restores from the checkpoint.
+        generator=torch.Generator().manual_seed(cfg.RNG_SEED + rank),
     )
 
 
-def shuffle_dataset(loader, cur_epoch):
-    """Sets the epoch of the loader's sampler (a new shuffle per epoch under DistributedSampler)."""
-    sampler = loader.sampler if loader.batch_sampler is None else loader.batch_sampler.sampler
+def _sampler(loader):
+    return loader.sampler if loader.batch_sampler is None else loader.batch_sampler.sampler
+
+
+def shuffle_dataset(loader, cur_epoch, skip_batches=0):
+    """Sets the epoch of the loader's sampler (a new shuffle per epoch) and, for a mid-epoch resume, makes
+    its next pass skip the epoch's first `skip_batches` batches; returns None."""
+    sampler = _sampler(loader)
     if hasattr(sampler, "set_epoch"):
         sampler.set_epoch(cur_epoch)
+    if skip_batches:
+        if not hasattr(sampler, "skip_batches"):
+            raise ValueError(f"cannot resume mid-epoch with a {type(sampler).__name__}")
+        sampler.skip_batches(skip_batches, loader.batch_size)
 
 
 def summarize_bad_samples(bad_samples):
