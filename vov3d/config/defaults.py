@@ -69,9 +69,9 @@ _C.TRAIN = CfgNode()
 _C.TRAIN.ENABLE = True  # run training
 _C.TRAIN.DATASET = "kinetics"  # registered dataset name: ssv1 | ssv2 | kinetics | demo
 _C.TRAIN.BATCH_SIZE = 64  # total batch over all processes
-_C.TRAIN.EVAL_PERIOD = 10  # validate every N epochs (single view)
-_C.TRAIN.CHECKPOINT_PERIOD = 10  # save a checkpoint every N epochs
-_C.TRAIN.AUTO_RESUME = True  # resume from the newest checkpoint in OUTPUT_DIR/checkpoints
+_C.TRAIN.EVAL_PERIOD = 10  # validate every N epochs (single view) and after the last; int >= 0, 0 = never
+_C.TRAIN.CHECKPOINT_PERIOD = 10  # save a checkpoint every N epochs (and after the last, and on a stop signal); int >= 1
+_C.TRAIN.AUTO_RESUME = True  # resume from the newest verified checkpoint in OUTPUT_DIR/checkpoints (must fit exactly)
 _C.TRAIN.CHECKPOINT_FILE_PATH = ""  # initial weights (fine-tuning); ignored when resuming
 _C.TRAIN.CHECKPOINT_TYPE = "pytorch"  # pytorch (caffe2 is not supported)
 _C.TRAIN.CHECKPOINT_INFLATE = False  # inflate 2D weights to 3D (not supported)
@@ -237,9 +237,11 @@ _C.NUM_SHARDS = 1  # machines
 _C.SHARD_ID = 0  # index of this machine
 _C.OUTPUT_DIR = "./tmp"  # where checkpoints, logs and results go
 _C.RNG_SEED = 1  # seed of python, numpy and torch
-_C.LOG_PERIOD = 10  # iterations between log lines
+_C.LOG_PERIOD = 10  # iterations between log lines; int >= 1
 _C.LOG_MODEL_INFO = True  # log params and GFLOPs at start-up
 _C.DIST_BACKEND = "nccl"  # distributed backend on GPUs (gloo is always used on CPU)
+_C.DIST_STARTUP_TIMEOUT_MINUTES = 30.0  # how long start-up collectives (rendezvous, setup) wait for every process; > 0
+_C.DIST_TIMEOUT_MINUTES = 10.0  # how long a collective waits for a silent process once training runs, then the job stops; > 0
 
 # ---------------------------------------------------------------------------- #
 # Benchmark (data loader throughput)

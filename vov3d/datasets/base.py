@@ -43,6 +43,10 @@ _ANNOTATION_KEYS = {"train": "DATA.TRAIN_ANNOTATION", "val": "DATA.VAL_ANNOTATIO
 _REPORTED_BAD = set()
 
 
+class UnusableDatasetError(RuntimeError):
+    """The data cannot feed the run at all (no listed video exists, or every substitute is bad too)."""
+
+
 @dataclasses.dataclass
 class VideoRecord:
     video_id: str
@@ -106,7 +110,7 @@ class VideoClipDataset(torch.utils.data.Dataset):
         records, self.class_names = self._load()
         self.records, self.missing = self._drop_missing(records)
         if not self.records:
-            raise RuntimeError(
+            raise UnusableDatasetError(
                 f"{self.name} {split}: none of the {len(records)} listed videos exists under {self.media_dir!r} "
                 "(check DATA.PATH_PREFIX)"
             )
@@ -292,7 +296,7 @@ class VideoClipDataset(torch.utils.data.Dataset):
             except DecodeError as e:
                 bad.append(report_bad(e.path, e.reason, f"{self.name} {self.split}: bad video, substituted:"))
                 index = rng.randrange(len(self)) if self.split == "train" else (index + 1) % len(self)
-        raise RuntimeError(
+        raise UnusableDatasetError(
             f"{self.name} {self.split}: {len(bad)} bad videos in a row (DATA.MAX_BAD_SAMPLE_RETRIES="
             f"{self.max_retries}); is the data readable? Run tools/check_dataset.py. Failures: "
             + "; ".join(f"{p}: {r}" for p, r in bad)

@@ -20,6 +20,7 @@ stacked float tensors ``(N, C, T, H, W)`` (test: ``(N, V, C, T, H, W)``), ``labe
 
 import collections
 import logging
+import signal
 
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Sampler, default_collate
@@ -87,6 +88,10 @@ def collate(batch):
 def _worker_init(_):
     # Each worker is one of NUM_WORKERS processes sharing the cores: intra-op threads would only contend.
     torch.set_num_threads(1)
+    # A scheduler signals every process of the job: the main process decides when to stop (after the
+    # current iteration, vov3d.engine.signals) and ends its workers then; a worker must not die first.
+    for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def construct_loader(cfg, split):

@@ -245,8 +245,11 @@ def expected_world_size(cfg):
     return cfg.NUM_SHARDS * procs_per_shard(cfg)
 
 
-def init_process_group(cfg, rank, world_size, local_rank, init_method, timeout_minutes=30):
-    """Creates the default process group (NCCL on GPUs, gloo on CPU) and selects this process's GPU."""
+def init_process_group(cfg, rank, world_size, local_rank, init_method, timeout_minutes=None):
+    """Creates the default process group (NCCL on GPUs, gloo on CPU) and selects this process's GPU; its
+    collectives wait `timeout_minutes` (default DIST_STARTUP_TIMEOUT_MINUTES) for the other processes."""
+    if timeout_minutes is None:
+        timeout_minutes = cfg.DIST_STARTUP_TIMEOUT_MINUTES
     global _LOCAL_RANK
     _LOCAL_RANK = local_rank
     if cfg.NUM_GPUS > 0:
@@ -275,6 +278,23 @@ def init_process_group(cfg, rank, world_size, local_rank, init_method, timeout_m
         timeout=datetime.timedelta(minutes=timeout_minutes),
         **kwargs,
     )
+
+
+def set_collective_timeout(minutes):
+    """Sets how long a collective of the default group waits for the other processes (DIST_TIMEOUT_MINUTES
+    after start-up; DIST_STARTUP_TIMEOUT_MINUTES before); returns None. A no-op with one process."""
+    if not is_dist_avail_and_initialized():
+        return
+    timeout = datetime.timedelta(minutes=float(minutes))
+    setter = getattr(dist, "set_timeout", None)  # torch >= 2.6; older releases have the private name
+    if setter is None:
+        from torch.distributed import distributed_c10d
+
+        setter = getattr(distributed_c10d, "_set_pg_timeout", None)
+    if setter is None:
+        logger.warning("This PyTorch cannot change a process group's timeout: DIST_TIMEOUT_MINUTES is not applied")
+        return
+    setter(timeout)
 
 
 def destroy_process_group():

@@ -65,6 +65,14 @@ def check_cfg(cfg, launched=False, check_devices=True):
         not cfg.SOLVER.STEPS or len(cfg.SOLVER.STEPS) != len(cfg.SOLVER.LRS)
     ):
         raise ConfigError("SOLVER.STEPS and SOLVER.LRS must be non-empty lists of equal length for steps_with_relative_lrs")
+    for key, low in (("TRAIN.CHECKPOINT_PERIOD", 1), ("TRAIN.EVAL_PERIOD", 0), ("LOG_PERIOD", 1)):
+        value = cfg[key.split(".")[0]][key.split(".")[1]] if "." in key else cfg[key]
+        if not isinstance(value, int) or value < low:
+            allowed = "an integer >= 1" if low else "an integer >= 0 (0: never)"
+            raise ConfigError(f"{key} must be {allowed}, got {value!r}")
+    for key in ("DIST_TIMEOUT_MINUTES", "DIST_STARTUP_TIMEOUT_MINUTES"):
+        if not cfg[key] > 0:
+            raise ConfigError(f"{key} must be > 0 (minutes), got {cfg[key]!r}")
     if cfg.SOLVER.MAX_EPOCH < 1:
         raise ConfigError(f"SOLVER.MAX_EPOCH must be >= 1, got {cfg.SOLVER.MAX_EPOCH}")
     if cfg.NUM_GPUS > 0 and check_devices:
