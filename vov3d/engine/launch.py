@@ -56,7 +56,7 @@ def _os_error_line(e):
     if reason is None:
         return None
     where = f" ({e.filename})" if getattr(e, "filename", None) else ""
-    hint = " : free some space or set OUTPUT_DIR elsewhere" if e.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+    hint = "; free some space or set OUTPUT_DIR elsewhere" if e.errno in (errno.ENOSPC, errno.EDQUOT) else ""
     return f"vov3d: error: {reason}{where}: {e.strerror or e}{hint}"
 
 

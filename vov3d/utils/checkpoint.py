@@ -120,9 +120,13 @@ def _write_atomically(path, write):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
-            os.remove(tmp)
+            os.remove(tmp)  # also gives back the space a full disk needs for the error line
+        # torch.save reports a failed write as a RuntimeError whose context is the OSError: name the file.
+        cause = e if isinstance(e, OSError) else e.__context__
+        if isinstance(cause, OSError) and cause.errno and not cause.filename:
+            raise OSError(cause.errno, cause.strerror, path) from e
         raise
     # Make the rename itself durable.
     dir_fd = os.open(folder, os.O_RDONLY)

@@ -127,7 +127,11 @@ def load_config(args, path_to_config=None, check_devices=True):
             f"{du.expected_world_size(cfg)} (NUM_SHARDS {cfg.NUM_SHARDS} x NUM_GPUS {cfg.NUM_GPUS})"
         )
     cfg = assert_and_infer_cfg(cfg)
-    check_cfg(cfg, launched=launch is not None, check_devices=check_devices)
+    try:
+        check_cfg(cfg, launched=launch is not None, check_devices=check_devices)
+    except ConfigError as e:
+        e.output_dir = cfg.OUTPUT_DIR  # so the entry point can leave the reason in a run's stdout.log
+        raise
     scale_lr_by_shards(cfg)
     warn_unimplemented(cfg)
     return cfg
