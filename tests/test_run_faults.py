@@ -3,8 +3,8 @@ period keys, a full disk. Each run is the toy model (with dropout) on a toy data
 draws come from vov3d's per-sample RNG, a few iterations, through tools/run_net.py's main in a process
 forked from this one (see `run`).
 
-A test hook in the toy dataset (env VOV3D_TEST_SIGNAL="SIG,epoch,index[,rank]") sends SIG to its own
-training process when it produces that sample: the signal then lands at whatever iteration the loader
+A test hook in the toy dataset (env VOV3D_TEST_SIGNAL="SIG,epoch,index[,rank]", index * for any) sends
+SIG to its own training process when it produces that sample: the signal then lands at whatever iteration the loader
 workers have reached, as a scheduler's would.
 """
 
@@ -57,7 +57,7 @@ def _signal_hook(index):
     name, epoch, at, *rank = spec.split(",")
     if rank and os.environ.get("RANK", "0") != rank[0]:
         return
-    if index.epoch == int(epoch) and int(index) == int(at):
+    if index.epoch == int(epoch) and at in ("*", str(int(index))):
         os.kill(int(os.environ["VOV3D_TEST_MAIN_PID"]), getattr(signal, name))
 
 
@@ -120,9 +120,10 @@ LOGS = tempfile.mkdtemp(prefix="vov3d_run_faults_")  # off the runs' own disks (
 atexit.register(shutil.rmtree, LOGS, True)
 
 
-def run(out, *opts, env=None, procs=1, timeout=120):
+def run(out, *opts, env=None, procs=1, timeout=120, frozen_peers=False):
     """Returns Finished for the toy config + `opts` run by tools/run_net.py's main in `procs` forked
-    processes (2: a torchrun-style gloo job on this machine); env: extra variables (signal hook)."""
+    processes (2: a torchrun-style gloo job on this machine); env: extra variables (signal hook);
+    frozen_peers: kill the other ranks once rank 0 has ended (its exit code is returned)."""
     ctx = multiprocessing.get_context("fork")
     os.makedirs(os.path.dirname(str(out)), exist_ok=True)
     port = _free_port()
@@ -136,6 +137,10 @@ def run(out, *opts, env=None, procs=1, timeout=120):
         p = ctx.Process(target=_child, args=([*TOY, "OUTPUT_DIR", str(out), *opts], e, prefix))
         p.start()
         children.append((p, prefix))
+    if frozen_peers:  # the others may never end by themselves: rank 0's end decides
+        children[0][0].join(timeout)
+        for p, _ in children[1:]:
+            p.kill()
     for p, _ in children:
         p.join(timeout)
         if p.is_alive():
@@ -143,7 +148,7 @@ def run(out, *opts, env=None, procs=1, timeout=120):
             p.join()
             raise AssertionError(f"run {out} did not end in {timeout} s")
     codes = [p.exitcode for p, _ in children]
-    code = next((c for c in codes if c), 0)
+    code = codes[0] if frozen_peers else next((c for c in codes if c), 0)
     texts = [(open(f + ".out").read(), open(f + ".err").read()) for _, f in children]
     return Finished(code, "".join(t[0] for t in texts), "".join(t[1] for t in texts))
 
@@ -254,12 +259,24 @@ def test_two_process_gloo_stop_and_resume(tmp_path):
     r = run(ref, "TRAIN.BATCH_SIZE", "4", procs=2)
     assert r.returncode == 0, r.stderr[-3000:]
     # Only rank 1 receives the signal: both ranks must still stop after the same iteration.
-    r = run(out, "TRAIN.BATCH_SIZE", "4", procs=2, env=dict(VOV3D_TEST_SIGNAL="SIGTERM,1,3,1"))
-    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    r = run(out, "TRAIN.BATCH_SIZE", "4", procs=2, env=dict(VOV3D_TEST_SIGNAL="SIGTERM,1,*,1"))
+    assert r.returncode == 4 and "Traceback" not in r.stderr, r.stderr[-3000:]
     assert len(cu.list_checkpoints(str(out))) == 2
     r = run(out, "TRAIN.BATCH_SIZE", "4", procs=2)
     assert r.returncode == 0, r.stderr[-3000:]
     assert_bit_equal(ref, out)
+
+
+def test_frozen_rank_ends_the_job_naming_it(tmp_path):
+    out = tmp_path / "frozen"
+    start = time.time()
+    # 12 s: longer than any collective of this toy takes on a loaded machine, short for a test.
+    r = run(out, "TRAIN.BATCH_SIZE", "4", "DIST_TIMEOUT_MINUTES", "0.2", procs=2, frozen_peers=True,
+            env=dict(VOV3D_TEST_SIGNAL="SIGSTOP,1,*,1"))
+    assert r.returncode == 2, r.stderr[-3000:]
+    line = [x for x in r.stderr.splitlines() if x.startswith("vov3d: error: rank 0 of 2")][0]
+    assert "rank 1 (last step" in line and "DIST_TIMEOUT_MINUTES=0.2" in line, r.stderr[-3000:]
+    assert time.time() - start < 60
 
 
 def test_second_run_on_live_output_dir_refuses(tmp_path):

@@ -94,10 +94,12 @@ def classify_stop(e, cfg):
                                  "killer is the usual cause: lower DATA_LOADER.NUM_WORKERS or TRAIN.BATCH_SIZE")
     if du.get_world_size() > 1 and isinstance(e, RuntimeError) and any(
             k in msg.lower() for k in ("timed out", "timeout", "connection closed", "connection reset", "broken pipe")):
+        behind = du.ranks_behind()
+        who = (", ".join(f"rank {r} (last step {s})" if s >= 0 else f"rank {r}" for r, s in sorted(behind.items()))
+               + " stopped answering") if behind else "another process stopped answering"
         return EXIT_USER_ERROR, (
-            f"vov3d: error: rank {du.get_rank()} of {du.get_world_size()}: another process stopped answering "
-            f"(frozen, hung on I/O or dead; collectives wait DIST_TIMEOUT_MINUTES={cfg.DIST_TIMEOUT_MINUTES:g}): "
-            f"{_message(e)[:200]}")
+            f"vov3d: error: rank {du.get_rank()} of {du.get_world_size()} gave up waiting: {who} (frozen, hung "
+            f"on I/O or dead; collectives wait DIST_TIMEOUT_MINUTES={cfg.DIST_TIMEOUT_MINUTES:g}): {_message(e)[:200]}")
     return None, None
 
 

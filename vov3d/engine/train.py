@@ -163,6 +163,7 @@ def train_epoch(train_loader, model, optimizer, scaler, loss_fun, cur_epoch, cfg
     optimizer.zero_grad(set_to_none=True)
     meter.iter_tic()
     for cur_iter, (inputs, labels, index, meta) in enumerate(train_loader, start=start_iter):
+        du.heartbeat(cur_epoch * data_size + cur_iter)  # "has its batch": names a rank that freezes before
         inputs = inputs_to_device(inputs, cfg, device)
         labels = labels.to(device, non_blocking=True)
         meter.data_toc()

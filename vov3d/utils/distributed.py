@@ -297,6 +297,44 @@ def set_collective_timeout(minutes):
     setter(timeout)
 
 
+_HEARTBEAT_KEY = "vov3d/last_step/{}"
+
+
+def _default_store():
+    try:
+        return dist.distributed_c10d._get_default_store()
+    except Exception:  # private API: absent or changed in this PyTorch
+        return None
+
+
+def heartbeat(step):
+    """Records in the rendezvous store the last training step this rank reached (so a timed-out peer
+    can name the rank that stopped answering); returns None. A no-op with one process."""
+    if get_world_size() == 1:
+        return
+    store = _default_store()
+    if store is not None:
+        store.set(_HEARTBEAT_KEY.format(get_rank()), str(int(step)))
+
+
+def ranks_behind(timeout_seconds=10.0):
+    """Returns {rank: last step} of the ranks whose recorded step is behind the furthest rank's, or {}
+    when nothing is recorded or the store does not answer (its host may be the frozen one)."""
+    store = _default_store()
+    if store is None or get_world_size() == 1:
+        return {}
+    try:
+        store.set_timeout(datetime.timedelta(seconds=timeout_seconds))
+        steps = {}
+        for r in range(get_world_size()):
+            key = _HEARTBEAT_KEY.format(r)
+            steps[r] = int(store.get(key)) if store.check([key]) else -1
+    except Exception:
+        return {}
+    furthest = max(steps.values())
+    return {r: s for r, s in steps.items() if s < furthest}
+
+
 def destroy_process_group():
     """Destroys the default process group when one exists."""
     if is_dist_avail_and_initialized():
