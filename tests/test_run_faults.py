@@ -58,6 +58,8 @@ def _signal_hook(index):
     if rank and os.environ.get("RANK", "0") != rank[0]:
         return
     if index.epoch == int(epoch) and at in ("*", str(int(index))):
+        if name == "WORKER_SIGKILL":  # this loader worker dies (the out-of-memory killer's way)
+            os.kill(os.getpid(), signal.SIGKILL)
         os.kill(int(os.environ["VOV3D_TEST_MAIN_PID"]), getattr(signal, name))
 
 
@@ -279,6 +281,35 @@ def test_frozen_rank_ends_the_job_naming_it(tmp_path):
     assert time.time() - start < 60
 
 
+def test_killed_loader_worker_one_line(tmp_path):
+    out = tmp_path / "oom"
+    r = run(out, env=dict(VOV3D_TEST_SIGNAL="WORKER_SIGKILL,1,*"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    line = r.stderr.strip().splitlines()[-1]
+    assert line.startswith("vov3d: error: a data loader worker died (") and "DATA_LOADER.NUM_WORKERS" in line
+    assert open(out / "stdout.log").read().rstrip().endswith(line.split("  (VOV3D_DEBUG")[0])
+
+
+class _Unusable(torch.utils.data.Dataset):
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        from vov3d.datasets.base import UnusableDatasetError
+
+        raise UnusableDatasetError("toy train: 11 bad videos in a row (DATA.MAX_BAD_SAMPLE_RETRIES=10)")
+
+
+def test_all_videos_bad_in_a_worker_is_one_line():
+    from vov3d.config.defaults import get_cfg
+    from vov3d.engine import launch
+
+    with pytest.raises(RuntimeError) as e:
+        next(iter(torch.utils.data.DataLoader(_Unusable(), num_workers=1)))
+    code, line = launch.classify_stop(e.value, get_cfg())
+    assert (code, line) == (2, "vov3d: error: toy train: 11 bad videos in a row (DATA.MAX_BAD_SAMPLE_RETRIES=10)")
+
+
 def test_second_run_on_live_output_dir_refuses(tmp_path):
     from vov3d.engine.run_dir import LOCK_NAME, RunDirBusy, RunLock
 
@@ -332,6 +363,22 @@ def test_damaged_newest_checkpoint_falls_back(tmp_path, damage, caplog):
     path, ckpt = cu.find_resume_checkpoint(str(tmp_path))
     assert path == p1 and ckpt["epoch"] == 0
     assert any("Passing over checkpoint" in r.message and p2 in r.message for r in caplog.records)
+
+
+def test_run_resumes_past_a_bit_flipped_newest_checkpoint(reference, tmp_path):
+    out = tmp_path / "flipped"
+    shutil.copytree(reference, out)
+    newest = cu.get_path_to_checkpoint(str(out), 3)
+    data = bytearray(open(newest, "rb").read())
+    for k in range(len(data) // 2, len(data) // 2 + 3):
+        data[k] ^= 0x5A
+    open(newest, "wb").write(bytes(data))
+    r = run(out)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"Passing over checkpoint {newest}" in r.stdout and "checksum" in r.stdout
+    assert "Resuming from " + cu.get_path_to_checkpoint(str(out), 2) in r.stdout
+    assert_bit_equal(reference, out)  # epoch 3 trained again, to the same weights
+    assert train_steps(out) == train_steps(reference)
 
 
 def test_official_checkpoint_without_checksum_loads():
