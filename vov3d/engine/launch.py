@@ -5,6 +5,7 @@ GPU processes of this machine with torch.multiprocessing)."""
 import errno
 import logging
 import os
+import signal
 import sys
 import traceback
 
@@ -150,12 +151,40 @@ def launch_job(cfg, init_method, func):
     procs = du.procs_per_shard(cfg)
     world = du.expected_world_size(cfg)
     if procs > 1:
-        try:
-            mp.spawn(_spawn_entry, args=(func, cfg, procs, init_method), nprocs=procs, join=True, daemon=False)
-        except mp.ProcessExitedException as e:
-            return e.exit_code if e.exit_code and e.exit_code > 0 else 1
-        return 0
+        return _spawn_and_wait(func, cfg, procs, init_method)
     return run_worker(func, cfg, cfg.SHARD_ID, world, 0, init_method)
+
+
+def _spawn_and_wait(func, cfg, procs, init_method):
+    """Runs one process per GPU of this machine; returns the first non-zero exit code (else 0). A stop
+    signal sent to this parent alone (kill PID, a scheduler's) is passed on to every child, which stops
+    after its current iteration (vov3d.engine.signals)."""
+    ctx = mp.start_processes(_spawn_entry, args=(func, cfg, procs, init_method), nprocs=procs, join=False,
+                             daemon=False, start_method="spawn")
+
+    def forward(signum, frame):
+        # Ctrl-C reaches the children too (one process group): passed on as SIGTERM, so they do not take
+        # it for an impatient second Ctrl-C.
+        sent = signal.SIGTERM if signum == signal.SIGINT else signum
+        for p in ctx.processes:
+            if p.is_alive():
+                os.kill(p.pid, sent)
+
+    previous = {}
+    try:
+        for sig in signals.STOP_SIGNALS:
+            previous[sig] = signal.signal(sig, forward)
+    except ValueError:  # not the main thread: no forwarding
+        pass
+    try:
+        while not ctx.join():
+            pass
+    except mp.ProcessExitedException as e:
+        return e.exit_code if e.exit_code and e.exit_code > 0 else 1
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
 
 
 def train_then_test(cfg):
