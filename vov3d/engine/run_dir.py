@@ -88,14 +88,18 @@ def _read_holder(fd):
 def lock_output_dir(output_dir):
     """Returns the held RunLock of OUTPUT_DIR (taken by the master; every process gets the same
     RunDirBusy when another run holds it), or None on the other processes."""
-    lock, error = None, None
+    lock, error, failure = None, None, None
     if du.is_master_proc():
         try:
             lock = RunLock(output_dir).acquire()
         except RunDirBusy as e:
             error = str(e)
+        except OSError as e:  # read-only or full disk: the other processes must not wait for the master
+            error, failure = f"cannot lock OUTPUT_DIR {output_dir}: {e}", e
     if du.get_world_size() > 1:
         error = du.broadcast_object(error)
+    if failure is not None:
+        raise failure
     if error:
         raise RunDirBusy(error)
     return lock
