@@ -204,6 +204,28 @@ def _assert_stopped(r, out, sig):
     assert open(out / "stdout.log").read().rstrip().endswith(line)
 
 
+def test_video_dataset_train_item_is_a_function_of_seed_epoch_index(tmp_path):
+    """The real dataset path (decode, jitter, crop, flip) draws from sample_rng, not the process state."""
+    import random
+
+    from vov3d.config.defaults import get_cfg
+    from vov3d.datasets import synthetic
+    from vov3d.datasets.build import build_dataset
+
+    data = synthetic.make_ssv1(str(tmp_path), videos_per_split={"train": 2, "val": 1, "test": 0})
+    cfg = get_cfg()
+    cfg.merge_from_list(data.cfg_opts() + ["TRAIN.DATASET", "ssv1", "NUM_GPUS", 0, "DATA.NUM_FRAMES", 4,
+                                           "DATA.TRAIN_JITTER_SCALES", [40, 64], "DATA.TRAIN_CROP_SIZE", 32])
+    ds = build_dataset("ssv1", cfg, "train")
+    clips = []
+    for state in (1, 2):
+        random.seed(state)
+        torch.manual_seed(state)
+        clips.append(ds[sampling.SampleIndex(1, 3, 7)][0][0])
+    assert torch.equal(clips[0], clips[1])
+    assert not torch.equal(clips[0], ds[sampling.SampleIndex(1, 4, 7)][0][0])  # another epoch, other draws
+
+
 def test_stop_signals_mid_epoch_then_resume_is_bit_exact(reference, tmp_path):
     """SIGTERM in epoch 2, then (resumed) Ctrl-C in epoch 3, then the same command: bit-equal to no stop."""
     out = tmp_path / "stopped"
