@@ -400,7 +400,8 @@ def save_run_checkpoint(cfg, run, cur_epoch, iters_done=0):
 
 
 def step_precise_bn(cfg, run, cur_epoch):
-    """As PySlowFast: precise BN before every evaluation and every checkpoint (the tested weights)."""
+    """Recomputes BN statistics before every evaluation and every checkpoint, as PySlowFast (the tested
+    weights); returns None."""
     run.eval_now = is_eval_epoch(cfg, cur_epoch) and run.val_loader is not None
     run.ckpt_now = cu.is_checkpoint_epoch(cfg, cur_epoch)
     if (run.eval_now or run.ckpt_now) and cfg.BN.USE_PRECISE_STATS and cfg.BN.NUM_BATCHES_PRECISE > 0:
@@ -408,7 +409,8 @@ def step_precise_bn(cfg, run, cur_epoch):
 
 
 def step_validate(cfg, run, cur_epoch):
-    """Single-view validation every EVAL_PERIOD epochs (RNG preserved); tracks the best top-1 error."""
+    """Runs single-view validation every EVAL_PERIOD epochs (RNG preserved), tracking the best top-1 error;
+    returns None."""
     run.improved = False
     if not run.eval_now:
         return
@@ -422,7 +424,7 @@ def step_validate(cfg, run, cur_epoch):
 
 
 def step_checkpoint(cfg, run, cur_epoch):
-    """The epoch checkpoint, every CHECKPOINT_PERIOD epochs and after the last."""
+    """Saves the epoch checkpoint every CHECKPOINT_PERIOD epochs and after the last; returns None."""
     run.saved_this_epoch = False
     if run.ckpt_now:
         save_run_checkpoint(cfg, run, cur_epoch)
@@ -430,7 +432,7 @@ def step_checkpoint(cfg, run, cur_epoch):
 
 
 def step_best_checkpoint(cfg, run, cur_epoch):
-    """checkpoint_best.pyth when validation improved (TRAIN.BEST_CHECKPOINT)."""
+    """Saves checkpoint_best.pyth when validation improved (TRAIN.BEST_CHECKPOINT); returns None."""
     if run.improved and cfg.TRAIN.BEST_CHECKPOINT:
         p = cu.save_checkpoint(cfg.OUTPUT_DIR, run.model, run.optimizer, cur_epoch, cfg,
                                scaler=run.scaler if run.use_fp16 else None,
@@ -443,7 +445,7 @@ def step_best_checkpoint(cfg, run, cur_epoch):
 
 
 def step_manifest(cfg, run, cur_epoch):
-    """Records the epoch's bad samples and the best validation result in manifest.json."""
+    """Records the epoch's bad samples and the best validation result in manifest.json; returns None."""
     run_dir.update_manifest(cfg, {"bad_samples_per_epoch": run.bad_total, "last_epoch": cur_epoch + 1,
                                   "best_val_top1_err": run.best["top1_err"], "best_val_epoch": run.best["epoch"]})
 
