@@ -18,8 +18,10 @@ stacked float tensors ``(N, C, T, H, W)`` (test: ``(N, V, C, T, H, W)``), ``labe
 ``meta["valid"][i]``, ``meta["error"][i]``, ``meta["bad_samples"][i]`` (list of (path, reason)), ...
 """
 
+import atexit
 import collections
 import logging
+import multiprocessing
 import signal
 
 import torch
@@ -94,6 +96,20 @@ def _worker_init(_):
         signal.signal(sig, signal.SIG_IGN)
 
 
+def _kill_leftover_workers():
+    # Loader workers ignore SIGTERM (above), so multiprocessing's own exit handler, which terminates
+    # daemonic children with SIGTERM and then joins them, would wait forever for a worker whose loader
+    # was never shut down (e.g. one still referenced by an error's traceback). Registered after
+    # multiprocessing's handler, this one runs first. PyTorch's SIGCHLD handler would report each kill.
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for p in multiprocessing.active_children():
+        if p.daemon:
+            p.kill()
+
+
+_EXIT_HANDLER = []
+
+
 def construct_loader(cfg, split):
     """Returns the torch DataLoader of split train | val | test (see the module docstring)."""
     if split not in ("train", "val", "test"):
@@ -115,6 +131,8 @@ def construct_loader(cfg, split):
         logger.warning("%s train: %d videos per process is less than one batch of %d; epochs will be empty",
                        name, len(dataset) // world, batch_size)
     workers = cfg.DATA_LOADER.NUM_WORKERS
+    if workers > 0 and not _EXIT_HANDLER:
+        _EXIT_HANDLER.append(atexit.register(_kill_leftover_workers))
     return DataLoader(
         dataset,
         batch_size=batch_size,
