@@ -326,9 +326,13 @@ def test_all_videos_bad_in_a_worker_is_one_line():
     from vov3d.config.defaults import get_cfg
     from vov3d.engine import launch
 
+    it = iter(torch.utils.data.DataLoader(_Unusable(), num_workers=1))
     with pytest.raises(RuntimeError) as e:
-        next(iter(torch.utils.data.DataLoader(_Unusable(), num_workers=1)))
+        next(it)
     code, line = launch.classify_stop(e.value, get_cfg())
+    # Stop the worker now: runs forked from this process later must not inherit a live loader.
+    e.value.__traceback__ = None
+    it._shutdown_workers()
     assert (code, line) == (2, "vov3d: error: toy train: 11 bad videos in a row (DATA.MAX_BAD_SAMPLE_RETRIES=10)")
 
 
@@ -343,7 +347,7 @@ def test_second_run_on_live_output_dir_refuses(tmp_path):
     try:
         assert holder.stdout.readline().strip() == "held"
         r = run(out)
-        assert r.returncode == 2
+        assert r.returncode == 2, r.stderr[-3000:]
         line = r.stderr.strip().splitlines()[-1]
         assert f"is in use by another run (pid {holder.pid} on host {socket.gethostname()}" in line, r.stderr
         assert not os.path.exists(out / "checkpoints")
