@@ -15,7 +15,7 @@ from conftest import REPO, require_reference
 from vov3d.config import ConfigError, compat, get_cfg, load_config, validate
 from vov3d.config.defaults import RULES, _C
 from vov3d.models import build_model
-from vov3d.models import lr_policy
+from vov3d.engine import solver as lr_policy
 from yacs.config import CfgNode
 
 # A PySlowFast checkout (facebookresearch/SlowFast) to load its own configs from; skipped when unset.

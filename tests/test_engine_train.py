@@ -12,7 +12,7 @@ from test_engine_toys import EngineToyData, toy_cfg
 from vov3d.engine import evaluate
 from vov3d.engine.meters import LossExplosionError
 from vov3d.engine.train import train
-from vov3d.models import losses
+from vov3d.engine import losses
 from vov3d.utils import checkpoint as cu
 from vov3d.utils import logging as vlog
 

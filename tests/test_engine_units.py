@@ -10,7 +10,7 @@ from vov3d.config.defaults import get_cfg
 from vov3d.engine import evaluate
 from vov3d.engine.batch import count_bad_samples, meta_values
 from vov3d.engine.ema import ModelEMA
-from vov3d.models.losses import build_loss
+from vov3d.engine.losses import build_loss
 from vov3d.utils import env, metrics
 
 

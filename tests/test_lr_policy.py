@@ -5,8 +5,7 @@ import math
 import pytest
 
 from vov3d.config.defaults import get_cfg
-from vov3d.models import lr_policy
-from vov3d.models import optimizer as optim
+from vov3d.engine import solver as optim
 from vov3d.utils.parser import build_parser, config_from_args
 
 
@@ -46,7 +45,7 @@ def test_cosine_every_iteration(warmup, end_lr):
             e = epoch + float(it) / iters
             want = pyslowfast_lr(0.1, "cosine", e, 10, warmup, 0.01, end_lr)
             assert optim.get_epoch_lr(e, cfg) == pytest.approx(want, rel=1e-12, abs=1e-15)
-    assert lr_policy.get_lr_at_epoch(cfg, 0.0) == pytest.approx(0.01 if warmup else 0.1)
+    assert optim.get_lr_at_epoch(cfg, 0.0) == pytest.approx(0.01 if warmup else 0.1)
 
 
 def test_steps_with_relative_lrs():
@@ -56,17 +55,17 @@ def test_steps_with_relative_lrs():
     for i in range(12 * 5):
         e = i / 5
         want = pyslowfast_lr(0.2, "steps", e, 12, 2.0, 0.02, steps=steps, lrs=lrs)
-        assert lr_policy.get_lr_at_epoch(cfg, e) == pytest.approx(want, rel=1e-12)
-    assert lr_policy.get_lr_at_epoch(cfg, 4.0) == pytest.approx(0.02)
-    assert lr_policy.get_lr_at_epoch(cfg, 11.99) == pytest.approx(0.002)
+        assert optim.get_lr_at_epoch(cfg, e) == pytest.approx(want, rel=1e-12)
+    assert optim.get_lr_at_epoch(cfg, 4.0) == pytest.approx(0.02)
+    assert optim.get_lr_at_epoch(cfg, 11.99) == pytest.approx(0.002)
 
 
 def test_official_ssv1_warmup_values():
     # VoV3D SSv1 recipe: BASE_LR 0.1, 1 warm-up epoch from 0.01, cosine over 100 epochs.
     cfg = _cfg(BASE_LR=0.1, LR_POLICY="cosine", MAX_EPOCH=100, WARMUP_EPOCHS=1.0, WARMUP_START_LR=0.01)
     end = 0.1 * (math.cos(math.pi / 100) + 1) * 0.5
-    assert lr_policy.get_lr_at_epoch(cfg, 0.5) == pytest.approx(0.01 + 0.5 * (end - 0.01))
-    assert lr_policy.get_lr_at_epoch(cfg, 50.0) == pytest.approx(0.05)
+    assert optim.get_lr_at_epoch(cfg, 0.5) == pytest.approx(0.01 + 0.5 * (end - 0.01))
+    assert optim.get_lr_at_epoch(cfg, 50.0) == pytest.approx(0.05)
 
 
 def test_base_lr_scale_num_shards_applied_once_at_load():
@@ -85,4 +84,4 @@ def test_base_lr_scale_num_shards_applied_once_at_load():
 
 def test_unknown_policy_is_a_clear_error():
     with pytest.raises(ValueError, match="LR_POLICY"):
-        lr_policy.get_lr_at_epoch(_cfg(LR_POLICY="exp"), 1.0)
+        optim.get_lr_at_epoch(_cfg(LR_POLICY="exp"), 1.0)

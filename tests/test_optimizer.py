@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 
 from vov3d.config.defaults import get_cfg
-from vov3d.models.optimizer import construct_optimizer, set_lr, split_bn_params
+from vov3d.engine.solver import construct_optimizer, set_lr, split_bn_params
 
 
 class Net(nn.Module):

@@ -11,6 +11,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from vov3d.engine.launch import EXIT_USER_ERROR, USER_ERRORS, error_line, launch_job, train_then_test  # noqa: E402
+from vov3d.engine.run_dir import append_stop_line  # noqa: E402
 from vov3d.utils.parser import config_from_args, parse_args  # noqa: E402
 
 
@@ -24,6 +25,7 @@ def main(argv=None):
         cfg = config_from_args(args)
     except USER_ERRORS as e:
         print(error_line(e), file=sys.stderr)
+        append_stop_line(getattr(e, "output_dir", None), error_line(e))  # only into an existing run folder
         return EXIT_USER_ERROR
     return launch_job(cfg, args.init_method, train_then_test)
 

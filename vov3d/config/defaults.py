@@ -45,9 +45,9 @@ _C.TRAIN = CfgNode()
 _C.TRAIN.ENABLE = True  # run training
 _C.TRAIN.DATASET = "kinetics"  # registered dataset name: ssv1 | ssv2 | kinetics | demo (or one you register)
 _C.TRAIN.BATCH_SIZE = Key(64, ge=1)  # total batch over all processes (a multiple of their number)
-_C.TRAIN.EVAL_PERIOD = 10  # validate every N epochs (single view); <= 0: never
-_C.TRAIN.CHECKPOINT_PERIOD = Key(10, ge=1)  # save a checkpoint every N epochs
-_C.TRAIN.AUTO_RESUME = True  # resume from the newest checkpoint in OUTPUT_DIR/checkpoints
+_C.TRAIN.EVAL_PERIOD = Key(10, ge=0)  # validate every N epochs (single view) and after the last; 0: never
+_C.TRAIN.CHECKPOINT_PERIOD = Key(10, ge=1)  # save a checkpoint every N epochs (and after the last, and on a stop signal)
+_C.TRAIN.AUTO_RESUME = True  # resume from the newest verified checkpoint in OUTPUT_DIR/checkpoints (must fit exactly)
 _C.TRAIN.CHECKPOINT_FILE_PATH = ""  # initial weights (fine-tuning); ignored when resuming
 _C.TRAIN.CHECKPOINT_EPOCH_RESET = False  # start from epoch 0 after loading CHECKPOINT_FILE_PATH
 _C.TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN = ()  # prefixes stripped from checkpoint keys (e.g. "module.")
@@ -240,6 +240,8 @@ _C.RNG_SEED = 1  # seed of python, numpy and torch
 _C.LOG_PERIOD = Key(10, ge=1)  # iterations between log lines
 _C.LOG_MODEL_INFO = True  # log params and GFLOPs at start-up
 _C.DIST_BACKEND = Key("nccl", one_of=("nccl", "gloo"))  # distributed backend on GPUs (gloo is always used on CPU)
+_C.DIST_STARTUP_TIMEOUT_MINUTES = Key(30.0, gt=0.0)  # how long start-up collectives (rendezvous, setup) wait for every process
+_C.DIST_TIMEOUT_MINUTES = Key(10.0, gt=0.0)  # how long a collective waits for a silent process once training runs, then the job stops
 
 _C.BENCHMARK = CfgNode()
 _C.BENCHMARK.NUM_EPOCHS = Key(5, ge=1)  # epochs of tools/benchmark.py --mode data

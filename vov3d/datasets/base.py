@@ -43,6 +43,10 @@ _ANNOTATION_KEYS = {"train": "DATA.TRAIN_ANNOTATION", "val": "DATA.VAL_ANNOTATIO
 _REPORTED_BAD = set()
 
 
+class UnusableDatasetError(RuntimeError):
+    """The data cannot feed the run at all (no listed video exists, or every substitute is bad too)."""
+
+
 @dataclasses.dataclass
 class VideoRecord:
     video_id: str
@@ -128,7 +132,7 @@ class VideoClipDataset(torch.utils.data.Dataset):
         check_labels(records, self.num_classes, self.annotation_path, unlabelled_ok=split != "train")
         self.records, self.missing = self._drop_missing(records)
         if not self.records:
-            raise RuntimeError(
+            raise UnusableDatasetError(
                 f"{self.name} {split}: none of the {len(records)} listed videos exists under {self.media_dir!r} "
                 "(check DATA.PATH_PREFIX)"
             )
@@ -299,19 +303,22 @@ class VideoClipDataset(torch.utils.data.Dataset):
 
     def _clip_item(self, index, out=None):
         bad = []
+        # One stream per item, seeded by (seed, epoch, index) under the train sampler: the clip, its crop and
+        # flip and any substitute are the same whichever worker draws them, before or after a resume.
+        rng = sampling.sample_rng(index)
         for attempt in range(self.max_retries + 1):
             record = self.records[index]
             try:
                 if self.split == "train":
-                    clip = self.transform.train(self.decode_record(record, None, 1).ordered(), out=out)
+                    clip = self.transform.train(self.decode_record(record, None, 1, rng).ordered(), rng, out=out)
                 else:
                     views_out = None if out is None else out.unsqueeze(0)
                     clip = self.transform.eval_views(self.decode_record(record, 0, 1), 1, 1, out=views_out)[0]
                 return [clip], record.label, index, self._meta(record, bad, decodes=attempt + 1)
             except DecodeError as e:
                 bad.append(report_bad(e.path, e.reason, f"{self.name} {self.split}: bad video, substituted:"))
-                index = random.randrange(len(self)) if self.split == "train" else (index + 1) % len(self)
-        raise RuntimeError(
+                index = rng.randrange(len(self)) if self.split == "train" else (index + 1) % len(self)
+        raise UnusableDatasetError(
             f"{self.name} {self.split}: {len(bad)} bad videos in a row (DATA.MAX_BAD_SAMPLE_RETRIES="
             f"{self.max_retries}); is the data readable? Run tools/check_dataset.py. Failures: "
             + "; ".join(f"{p}: {r}" for p, r in bad)

@@ -28,6 +28,28 @@ from typing import List, Optional
 SS_VIEW_OFFSETS = ("uniform", "middle")
 
 
+class SampleIndex(int):
+    """A dataset index (an int, so any dataset accepts it) that also carries the epoch and seed it was
+    drawn for: datasets draw the sample's augmentation from :func:`sample_rng` of it."""
+
+    def __new__(cls, index, epoch, seed):
+        obj = super().__new__(cls, index)
+        obj.epoch, obj.seed = int(epoch), int(seed)
+        return obj
+
+    def __reduce__(self):  # int subclasses do not pickle their attributes by themselves (loader workers)
+        return (SampleIndex, (int(self), self.epoch, self.seed))
+
+
+def sample_rng(index):
+    """Returns the random.Random a sample draws its augmentation from: seeded by (seed, epoch, index) for a
+    SampleIndex (the same draws in any worker, after any resume), else the process-wide `random` module."""
+    if isinstance(index, SampleIndex):
+        # A str seed is hashed with SHA-512 by random.seed: stable across processes and Python runs.
+        return random.Random(f"vov3d-sample:{index.seed}:{index.epoch}:{int(index)}")
+    return random
+
+
 def segment_indices(num_frames: int, num_segments: int, view: Optional[int] = None, num_views: int = 1,
                     offset_rule: str = "uniform", rng: Optional[random.Random] = None) -> List[int]:
     """Returns one frame index per segment: random per segment when view is None, else test view `view`."""

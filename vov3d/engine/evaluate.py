@@ -12,6 +12,7 @@ import time
 
 import torch
 
+from vov3d.engine import run_dir
 from vov3d.engine.batch import inputs_to_device, meta_values
 from vov3d.engine.meters import gpu_mem_usage
 from vov3d.models import speed
@@ -263,7 +264,6 @@ def test(cfg):
     table and the confusion matrix into OUTPUT_DIR on the master process."""
     from vov3d.config import validate
     from vov3d.datasets import loader as data_loader
-    from vov3d.engine import train as engine_train  # the module (vov3d.engine defines no functions)
     from vov3d.models import build_model
     from vov3d.models.build import model_device
     from vov3d.utils import env
@@ -346,14 +346,14 @@ def test(cfg):
             cu.atomic_torch_save(out, scores_path(cfg))
             logger.info("Per-view scores saved to %s (re-ensemble with vov3d.engine.evaluate.reensemble)",
                         scores_path(cfg))
-        writer = engine_train.make_tb_writer(cfg)
+        writer = run_dir.make_tb_writer(cfg)
         write_test_outputs(cfg, rep, class_names, writer)
         if writer is not None:
             writer.add_scalar("Test/Top1_acc", rep["top1_acc"], 0)
             writer.add_scalar("Test/Top5_acc", rep["top5_acc"], 0)
             writer.close()
-        engine_train.update_manifest(cfg, {"test": {k: v for k, v in stats.items() if k != "_type"},
-                                           "test_dataset_size": num_videos})
+        run_dir.update_manifest(cfg, {"test": {k: v for k, v in stats.items() if k != "_type"},
+                                      "test_dataset_size": num_videos})
     du.synchronize()
     return rep
 

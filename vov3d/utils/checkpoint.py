@@ -3,9 +3,15 @@
 Files written here load into the official VoV3D / PySlowFast code and theirs load here, with no
 conversion step. Loading never executes code from the file (``torch.load(weights_only=True)``), and
 writing is atomic (temporary file, fsync, rename), so a crash mid-write never destroys the last good
-checkpoint.
+checkpoint. Each file gets a ``<name>.sha256`` beside it (``sha256sum -c`` format), checked on every
+load; files without one (official releases, older runs) load unchecked.
+
+Names: ``checkpoint_epoch_00005.pyth`` after 5 whole epochs (PySlowFast); ``checkpoint_epoch_00006_iter_000120.pyth``
+120 iterations into epoch 6 (a stop mid-epoch, see vov3d.engine.signals), which holds ``epoch`` 4 (the last
+whole epoch, 0-based, as PySlowFast) and ``iter_in_epoch`` 120.
 """
 
+import hashlib
 import logging
 import os
 import re
@@ -16,7 +22,12 @@ import torch.nn as nn
 
 logger = logging.getLogger(__name__)
 
-_CHECKPOINT_RE = re.compile(r"^checkpoint_epoch_(\d+)\.pyth$")
+_CHECKPOINT_RE = re.compile(r"^checkpoint_epoch_(\d+)(?:_iter_(\d+))?\.pyth$")
+CHECKSUM_SUFFIX = ".sha256"
+
+
+class CheckpointCorrupt(ValueError):
+    """A checkpoint file that is unreadable or does not match its stored checksum."""
 
 
 def get_checkpoint_dir(path_to_job):
@@ -36,12 +47,28 @@ def get_path_to_checkpoint(path_to_job, epoch):
     return os.path.join(get_checkpoint_dir(path_to_job), f"checkpoint_epoch_{epoch:05d}.pyth")
 
 
+def get_path_to_mid_epoch_checkpoint(path_to_job, cur_epoch, iters_done):
+    """Returns the path of the checkpoint `iters_done` iterations into 0-based epoch `cur_epoch`."""
+    return os.path.join(get_checkpoint_dir(path_to_job),
+                        f"checkpoint_epoch_{cur_epoch + 1:05d}_iter_{iters_done:06d}.pyth")
+
+
+def checkpoint_position(path):
+    """Returns (whole epochs done, iterations done in the next one) that a checkpoint's name says."""
+    m = _CHECKPOINT_RE.match(os.path.basename(path))
+    if not m:
+        raise ValueError(f"{path} is not named like a checkpoint of a run")
+    if m.group(2) is None:
+        return int(m.group(1)), 0
+    return int(m.group(1)) - 1, int(m.group(2))
+
+
 def list_checkpoints(path_to_job):
-    """Returns the epoch checkpoints of a run, oldest first."""
+    """Returns the checkpoints of a run (whole-epoch and mid-epoch), oldest first."""
     d = get_checkpoint_dir(path_to_job)
     if not os.path.isdir(d):
         return []
-    names = sorted((int(m.group(1)), n) for n in os.listdir(d) if (m := _CHECKPOINT_RE.match(n)))
+    names = sorted((checkpoint_position(n), n) for n in os.listdir(d) if _CHECKPOINT_RE.match(n))
     return [os.path.join(d, n) for _, n in names]
 
 
@@ -74,20 +101,32 @@ def unwrap_model(model):
             return model
 
 
-def atomic_torch_save(obj, path):
-    """Writes `obj` with torch.save so that `path` is either the old file or the complete new one."""
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _write_atomically(path, write):
+    """Calls write(binary file) on a temporary file beside `path`, then fsyncs and renames it onto path
+    (mode 0666 minus the umask, as open() would give; mkstemp's are 0600); returns path."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
-            os.remove(tmp)
+            os.remove(tmp)  # also gives back the space a full disk needs for the error line
+        # torch.save reports a failed write as a RuntimeError whose context is the OSError: name the file.
+        cause = e if isinstance(e, OSError) else e.__context__
+        if isinstance(cause, OSError) and cause.errno and not cause.filename:
+            raise OSError(cause.errno, cause.strerror, path) from e
         raise
     # Make the rename itself durable.
     dir_fd = os.open(folder, os.O_RDONLY)
@@ -95,6 +134,104 @@ def atomic_torch_save(obj, path):
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+    return path
+
+
+class _HashingWriter:
+    """A write-only file object that hashes what passes through it (torch.save writes sequentially)."""
+
+    def __init__(self, f):
+        self.f, self.sha = f, hashlib.sha256()
+
+    def write(self, data):
+        self.sha.update(data)
+        return self.f.write(data)
+
+    def flush(self):
+        self.f.flush()
+
+
+def atomic_torch_save(obj, path):
+    """Writes `obj` with torch.save so that `path` is either the old file or the complete new one, then
+    its checksum file; returns path."""
+    digest = {}
+
+    def write(f):
+        w = _HashingWriter(f)
+        torch.save(obj, w)
+        digest["hex"] = w.sha.hexdigest()
+
+    _write_atomically(path, write)
+    # Killed between the two renames, the checkpoint is complete (fsynced) but has no checksum: it then
+    # loads as an unchecked file, with a warning.
+    line = f"{digest['hex']}  {os.path.basename(path)}\n".encode()
+    _write_atomically(path + CHECKSUM_SUFFIX, lambda f: f.write(line))
+    return path
+
+
+def file_sha256(path):
+    """Returns the SHA-256 hex digest of a file's bytes."""
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def verify_checkpoint(path):
+    """Returns True when `path` matches its stored checksum, None when it has none (official files);
+    raises CheckpointCorrupt when it does not match."""
+    sidecar = path + CHECKSUM_SUFFIX
+    if not os.path.isfile(sidecar):
+        return None
+    with open(sidecar) as f:
+        want = f.read().split()
+    if not want or file_sha256(path) != want[0]:
+        raise CheckpointCorrupt(f"{path} does not match its checksum ({os.path.basename(sidecar)}): "
+                                "the file is damaged (truncated or changed on disk)")
+    return True
+
+
+def remove_orphan_temp_files(path_to_job):
+    """Removes the temporary files of writes a kill interrupted in a run's checkpoints folder (call only
+    while holding the run's lock: no writer is active); returns their paths."""
+    d = get_checkpoint_dir(path_to_job)
+    removed = []
+    if os.path.isdir(d):
+        for name in os.listdir(d):
+            if name.startswith(".") and name.endswith(".tmp"):
+                os.remove(os.path.join(d, name))
+                removed.append(os.path.join(d, name))
+    return removed
+
+
+def remove_checkpoint(path):
+    """Removes a checkpoint and its checksum file; returns None."""
+    for p in (path, path + CHECKSUM_SUFFIX):
+        if os.path.exists(p):
+            os.remove(p)
+
+
+def remove_superseded_mid_epoch_checkpoints(path_to_job, newest):
+    """Removes the mid-epoch checkpoints older than `newest` (a stop's checkpoint is only needed until
+    the next one); returns their paths."""
+    pos = checkpoint_position(newest)
+    old = [p for p in list_checkpoints(path_to_job)
+           if "_iter_" in os.path.basename(p) and checkpoint_position(p) < pos]
+    for p in old:
+        remove_checkpoint(p)
+    return old
+
+
+def find_resume_checkpoint(path_to_job):
+    """Returns (path, dict) of the newest checkpoint of a run that reads and verifies, or (None, None);
+    logs a warning for each newer one passed over."""
+    for path in reversed(list_checkpoints(path_to_job)):
+        try:
+            return path, read_checkpoint(path)
+        except (CheckpointCorrupt, FileNotFoundError) as e:
+            logger.warning("Passing over checkpoint %s: %s", path, e)
+    return None, None
 
 
 def save_checkpoint(path_to_job, model, optimizer, epoch, cfg, scaler=None, extra_state=None, path=None):
@@ -125,16 +262,18 @@ def save_checkpoint(path_to_job, model, optimizer, epoch, cfg, scaler=None, extr
 
 
 def read_checkpoint(path):
-    """Returns the dict stored in a checkpoint file, loaded without executing code from it.
+    """Returns the dict stored in a checkpoint file, loaded without executing code from it, after checking
+    its checksum when it has one (CheckpointCorrupt otherwise).
 
     A bare state_dict (e.g. torchvision weights) is returned as {"model_state": it}.
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Checkpoint not found: {path}")
+    verify_checkpoint(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle errors, zip errors, forbidden globals...
-        raise ValueError(f"{path} is not a readable PyTorch checkpoint: {type(e).__name__}: {e}") from None
+        raise CheckpointCorrupt(f"{path} is not a readable PyTorch checkpoint: {type(e).__name__}: {e}") from None
     if not isinstance(ckpt, dict):
         raise ValueError(f"{path} is not a checkpoint: it holds a {type(ckpt).__name__}, not a dict")
     for key in ("model_state", "state_dict", "model"):
@@ -219,18 +358,31 @@ def load_checkpoint(
     convert_from_caffe2=False,
     epoch_reset=False,
     clear_name_pattern=(),
+    exact=False,
+    ckpt=None,
 ):
     """Loads a checkpoint into `model` (and optimizer / scaler when given); returns its 0-based epoch.
 
     Signature as PySlowFast's. `data_parallel` is accepted for compatibility: wrappers are detected.
-    Returns -1 when the file has no epoch or `epoch_reset` is set.
+    Returns -1 when the file has no epoch or `epoch_reset` is set. A classifier of another class count is
+    re-initialised (fine-tuning) unless `exact` (resuming a run), where any difference is a ValueError.
+    `ckpt`: the file's dict when already read.
     """
     if inflation or convert_from_caffe2:
         raise NotImplementedError("Inflating 2D weights and Caffe2 checkpoints are not supported")
-    ckpt = read_checkpoint(path_to_checkpoint)
+    if ckpt is None:
+        ckpt = read_checkpoint(path_to_checkpoint)
     bare = unwrap_model(model)
     state = _strip_prefixes(ckpt["model_state"], ("module.", "_orig_mod.", *clear_name_pattern))
     state, skipped = match_state_dict(bare, state, source=path_to_checkpoint)
+    if skipped and exact:
+        first = skipped[0]
+        raise ValueError(
+            f"cannot resume from {path_to_checkpoint}: it was written for another model ({first} "
+            f"{tuple(ckpt['model_state'][first].shape) if first in ckpt['model_state'] else '?'} vs "
+            f"{tuple(bare.state_dict()[first].shape)}; another MODEL.NUM_CLASSES?); use a new OUTPUT_DIR, or "
+            "TRAIN.CHECKPOINT_FILE_PATH to fine-tune from it"
+        )
     if skipped:
         logger.info(
             "Loaded %s except the classifier (different number of classes); re-initialised: %s",

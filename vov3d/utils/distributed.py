@@ -245,8 +245,11 @@ def expected_world_size(cfg):
     return cfg.NUM_SHARDS * procs_per_shard(cfg)
 
 
-def init_process_group(cfg, rank, world_size, local_rank, init_method, timeout_minutes=30):
-    """Creates the default process group (NCCL on GPUs, gloo on CPU) and selects this process's GPU."""
+def init_process_group(cfg, rank, world_size, local_rank, init_method, timeout_minutes=None):
+    """Creates the default process group (NCCL on GPUs, gloo on CPU) and selects this process's GPU; its
+    collectives wait `timeout_minutes` (default DIST_STARTUP_TIMEOUT_MINUTES) for the other processes."""
+    if timeout_minutes is None:
+        timeout_minutes = cfg.DIST_STARTUP_TIMEOUT_MINUTES
     global _LOCAL_RANK
     _LOCAL_RANK = local_rank
     if cfg.NUM_GPUS > 0:
@@ -275,6 +278,61 @@ def init_process_group(cfg, rank, world_size, local_rank, init_method, timeout_m
         timeout=datetime.timedelta(minutes=timeout_minutes),
         **kwargs,
     )
+
+
+def set_collective_timeout(minutes):
+    """Sets how long a collective of the default group waits for the other processes (DIST_TIMEOUT_MINUTES
+    after start-up; DIST_STARTUP_TIMEOUT_MINUTES before); returns None. A no-op with one process."""
+    if not is_dist_avail_and_initialized():
+        return
+    timeout = datetime.timedelta(minutes=float(minutes))
+    setter = getattr(dist, "set_timeout", None)  # torch >= 2.6; older releases have the private name
+    if setter is None:
+        from torch.distributed import distributed_c10d
+
+        setter = getattr(distributed_c10d, "_set_pg_timeout", None)
+    if setter is None:
+        logger.warning("This PyTorch cannot change a process group's timeout: DIST_TIMEOUT_MINUTES is not applied")
+        return
+    setter(timeout)
+
+
+_HEARTBEAT_KEY = "vov3d/last_step/{}"
+
+
+def _default_store():
+    try:
+        return dist.distributed_c10d._get_default_store()
+    except Exception:  # private API: absent or changed in this PyTorch
+        return None
+
+
+def heartbeat(step):
+    """Records in the rendezvous store the last training step this rank reached (so a timed-out peer
+    can name the rank that stopped answering); returns None. A no-op with one process."""
+    if get_world_size() == 1:
+        return
+    store = _default_store()
+    if store is not None:
+        store.set(_HEARTBEAT_KEY.format(get_rank()), str(int(step)))
+
+
+def ranks_behind(timeout_seconds=10.0):
+    """Returns {rank: last step} of the ranks whose recorded step is behind the furthest rank's, or {}
+    when nothing is recorded or the store does not answer (its host may be the frozen one)."""
+    store = _default_store()
+    if store is None or get_world_size() == 1:
+        return {}
+    try:
+        store.set_timeout(datetime.timedelta(seconds=timeout_seconds))
+        steps = {}
+        for r in range(get_world_size()):
+            key = _HEARTBEAT_KEY.format(r)
+            steps[r] = int(store.get(key)) if store.check([key]) else -1
+    except Exception:
+        return {}
+    furthest = max(steps.values())
+    return {r: s for r, s in steps.items() if s < furthest}
 
 
 def destroy_process_group():

@@ -73,6 +73,7 @@ def config_from_args(args, check_devices=True):
     launch = {}
 
     def apply_launch_env(cfg):
+        launch["output_dir"] = cfg.OUTPUT_DIR
         env = launch["env"] = du.detect_launch_env(cfg.NUM_GPUS)
         changes = du.apply_launch_env(cfg, env)
         if changes:
@@ -84,9 +85,13 @@ def config_from_args(args, check_devices=True):
                 f"{du.expected_world_size(cfg)} (NUM_SHARDS {cfg.NUM_SHARDS} x NUM_GPUS {cfg.NUM_GPUS})"
             )
 
-    cfg = load_config(getattr(args, "cfg_file", None), getattr(args, "opts", None) or (), overrides,
-                      before_validate=apply_launch_env)
-    check_checkpoint_paths(cfg)
-    if check_devices:
-        check_visible_gpus(cfg, launched=launch["env"] is not None)
+    try:
+        cfg = load_config(getattr(args, "cfg_file", None), getattr(args, "opts", None) or (), overrides,
+                          before_validate=apply_launch_env)
+        check_checkpoint_paths(cfg)
+        if check_devices:
+            check_visible_gpus(cfg, launched=launch["env"] is not None)
+    except ConfigError as e:
+        e.output_dir = launch.get("output_dir")  # so the entry point can leave the reason in a run's stdout.log
+        raise
     return scale_lr_by_shards(cfg)
