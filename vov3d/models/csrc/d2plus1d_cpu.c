@@ -26,14 +26,16 @@
 #endif
 
 /* The vector width follows the ISA the library is compiled for: 16 floats (one zmm register) with
-   AVX-512, else 8 (one ymm register; also what GCC lowers well on SSE/NEON). A 16-float vector on an
+   AVX-512, 8 (one ymm register) with AVX/AVX2, else 4 (SSE, NEON). A 16-float vector on an
    AVX2 machine is two ymm registers, so the 6 x 2 GEMM tile needed 24 of the 16 ymm registers and
    spilled its accumulators to the stack in every inner iteration: the kernel ran ~3x slower than
-   stock ops there. Buffers stay padded to 16 channels (a multiple of either width). */
-#ifdef __AVX512F__
+   stock ops there. Buffers stay padded to 16 channels (a multiple of every width). */
+#if defined(__AVX512F__)
 #define VW 16
-#else
+#elif defined(__AVX__)
 #define VW 8
+#else
+#define VW 4 /* SSE / NEON: 16-byte registers */
 #endif
 typedef float vf __attribute__((vector_size(VW * 4), aligned(4)));
 typedef int vi __attribute__((vector_size(VW * 4), aligned(4)));
@@ -41,7 +43,11 @@ typedef int vi __attribute__((vector_size(VW * 4), aligned(4)));
 #define LD(p) (*(const vf *)(p))
 #define ST(p, v) (*(vf *)(p) = (v))
 
-static inline vf splat(float a) { return (vf){0} + a; }
+static inline vf splat(float a) {
+  vf v;
+  for (int i = 0; i < VW; i++) v[i] = a; /* one broadcast; 0 + a would add (-0.0 semantics) first */
+  return v;
+}
 static inline vf relu_v(vf v) { return (vf)((vi)v & (vi)(v > splat(0.f))); }
 static inline vf select_v(vi m, vf a, vf b) { return (vf)((m & (vi)a) | (~m & (vi)b)); }
 
@@ -291,4 +297,4 @@ int d2plus1d_back(const float *y, int N, long TP, int Cp, const float *scale, co
 }
 
 /* Lets the loader check that it has the library it built. */
-int d2plus1d_abi_version(void) { return 2; }
+int d2plus1d_abi_version(void) { return 3; }
