@@ -22,7 +22,7 @@ from vov3d.engine.ema import ModelEMA
 from vov3d.engine.meters import LossExplosionError, TrainMeter  # noqa: F401 (re-exported)
 from vov3d.models import losses
 from vov3d.models import optimizer as optim
-from vov3d.models import speed
+from vov3d import runtime
 from vov3d.utils import checkpoint as cu
 from vov3d.utils import distributed as du
 from vov3d.utils import env
@@ -319,8 +319,9 @@ def train(cfg):
         if ema is not None:
             ema = ModelEMA(model, cfg.TRAIN.EMA.DECAY)
 
-    # cuDNN autotuning / torch.compile (MODEL.*); the optimizer, EMA and checkpoints keep the bare model.
-    train_model = speed.prepare_model_for_training(wrap_ddp(cfg, model), cfg)
+    # Measured layout / conv routes, cuDNN autotuning, torch.compile (MODEL.*); the optimizer, EMA and
+    # checkpoints keep the bare model.
+    train_model = runtime.prepare_for_training(model, cfg, wrap=lambda m: wrap_ddp(cfg, m))
 
     sizes = {"train": _dataset_size(train_loader), "val": _dataset_size(val_loader) if val_loader else None}
     write_run_manifest(cfg, sizes, resumed_from)

@@ -1,4 +1,4 @@
-"""Builds and loads the C kernels in vov3d/models/csrc/ for CPU inference.
+"""Builds and loads the C kernels in vov3d/runtime/csrc/ for CPU inference.
 
 The kernels are plain C (no PyTorch headers), compiled on first use with the system C compiler
 (`$CC`, else `cc`) for the CPU at hand (-march=native), and called through ctypes on tensors'
