@@ -15,6 +15,8 @@ from vov3d.config.defaults import get_cfg
 from vov3d.models import build_model
 from vov3d.runtime import autotune, prepare
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # a shared machine: spinning threads crawl
+
 
 class FakeClock:
     """A timer whose time advances only by what the candidate steps say they cost."""
@@ -153,14 +155,24 @@ def test_auto_measures_once_per_shape_and_leaves_the_model_as_it_was(monkeypatch
         calls.append((stage, tuple(key["shape"]), tuple(candidates)))
         return real(stage, key, candidates, run, **kw)
 
+    timed = []
+    real_timing = autotune.time_candidates
+
+    def recording(steps, **kw):
+        timed.append(sorted(steps))
+        return real_timing(steps, **kw)
+
     monkeypatch.setattr(autotune, "decide", counting)
+    monkeypatch.setattr(autotune, "time_candidates", recording)
     cfg = tiny_cfg(CPU_FUSED_UNITS="off")
+    assert cfg.MODEL.DROPOUT_RATE > 0  # dropout draws the same masks for every candidate
     torch.manual_seed(0)
     model = randomize_bn(build_model(cfg))
     state = {k: v.clone() for k, v in model.state_dict().items()}
     rng = torch.get_rng_state()
     prepare.prepare_for_training(model, cfg)
     assert calls[0] == ("train", (2, 3, 4, 32, 32), ("stock", "dw_conv2d", "cl3d", "cl3d+dw_conv2d"))
+    assert timed[0] == sorted(calls[0][2])  # every candidate agreed with stock and was timed
     assert torch.equal(torch.get_rng_state(), rng)  # dropout streams unchanged by the measurement
     for k, v in model.state_dict().items():  # BN running statistics restored, weights untouched
         assert torch.equal(v, state[k]), k

@@ -50,9 +50,10 @@ def _is_depthwise(conv, kernel, padding, temporal_stride=1):
     )
 
 
-def d2plus1d_parts(block):
+def d2plus1d_parts(block, folded=True):
     """Returns the pieces of a BN-folded D(2+1)D bottleneck as a dict, or None when `block` is not
-    one the kernel computes exactly (another middle, BatchNorms left, other kernel sizes, ...)."""
+    one the kernel computes exactly (another middle, BatchNorms left, other kernel sizes, ...).
+    `folded=False` accepts BatchNorms still there (would the block be fused once folded?)."""
     describe = getattr(block, "fusable_parts", None)
     if not callable(describe):
         return None
@@ -63,7 +64,7 @@ def d2plus1d_parts(block):
     b1, b2 = (getattr(block, name) for name in p["middle"])
     inner = a.out_channels if isinstance(a, nn.Conv3d) else -1
     ok = (
-        all(isinstance(m, nn.Identity) for m in (p["a_bn"], p["mid_bn"], p["c_bn"]))
+        (not folded or all(isinstance(m, nn.Identity) for m in (p["a_bn"], p["mid_bn"], p["c_bn"])))
         and type(p["a_act"]) is nn.ReLU and type(act) is Swish
         and _is_pointwise(a) and _is_pointwise(c) and c.in_channels == inner
         and _is_depthwise(b1, (1, 3, 3), (0, 1, 1)) and b1.in_channels == inner and b1.bias is None
@@ -215,6 +216,11 @@ class FusedTOSA(nn.Module):
             layer.compute(inp, out)
             inp, offset = out, offset + layer.cout
         return parts["bn"](parts["conv"](buf))
+
+
+def has_fusable_units(model):
+    """True when `model` has D(2+1)D bottlenecks the kernel would run once its BatchNorms are folded."""
+    return any(d2plus1d_parts(m, folded=False) is not None for m in model.modules())
 
 
 def fuse_d2plus1d_blocks(model):

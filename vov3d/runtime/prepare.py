@@ -17,9 +17,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from vov3d.runtime import autotune, levers
+from vov3d.runtime import autotune, kernels, levers
 from vov3d.runtime.conv_routes import apply_conv_routes, is_factorizable_depthwise
 from vov3d.runtime.fold_bn import fold_batchnorm
+from vov3d.runtime.fused_units import fuse_d2plus1d_blocks, has_fusable_units
 from vov3d.runtime.layout import format_name, memory_format_from_name, record_decision
 
 logger = logging.getLogger(__name__)
@@ -83,6 +84,8 @@ def candidate_routes(cfg, model, device_type, inference):
     formats = [format_name(f) for f in levers.memory_format_choices(cfg)]
     depthwise = levers.depthwise_choices(cfg) if _has_factorizable_depthwise(model) else ["conv3d"]
     fused = levers.fused_units_choices(cfg, device_type) if inference else [False]
+    if cfg.MODEL.CPU_FUSED_UNITS == "auto" and not has_fusable_units(model):
+        fused = [False]
     amps = levers.inference_amp_choices(cfg, device_type) if inference else [None]
     routes = []
     for fmt, dw, fu, amp in itertools.product(formats, depthwise, fused, amps):
@@ -126,6 +129,7 @@ def _measure_training(model, cfg, routes, shape, device):
 
         def step():
             apply_conv_routes(model, memory_format_from_name(route.memory_format), route.depthwise)
+            torch.set_rng_state(rng)  # the same dropout masks for every candidate: outputs comparable
             model.train()
             model.zero_grad(set_to_none=True)
             out = model(x)
@@ -226,13 +230,10 @@ class InferenceModel(nn.Module):
             m = copy.deepcopy(self._base(probe))
             apply_conv_routes(m, memory_format_from_name(route.memory_format), route.depthwise)
             if route.fused:
-                from vov3d.runtime.fused_units import fuse_d2plus1d_blocks
-
-                if fuse_d2plus1d_blocks(m) == 0 and self.cfg.MODEL.CPU_FUSED_UNITS == "on":
-                    from vov3d.runtime import kernels
-
-                    reason = kernels.unavailable_reason("d2plus1d_cpu") or "no fusable D(2+1)D unit in this model"
-                    raise RuntimeError(f"MODEL.CPU_FUSED_UNITS is on but the fused kernel cannot run: {reason}")
+                fuse_d2plus1d_blocks(m)
+                reason = kernels.unavailable_reason("d2plus1d_cpu")
+                if reason and self.cfg.MODEL.CPU_FUSED_UNITS == "on":
+                    raise RuntimeError(f"MODEL.CPU_FUSED_UNITS is on but the CPU kernel cannot be built: {reason}")
             if self.cfg.MODEL.COMPILE:
                 m = torch.compile(m)
             self._built[route.name] = m.eval()
