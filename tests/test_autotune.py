@@ -200,3 +200,42 @@ def test_chosen_path_is_not_slower_than_stock_ops_here():
         times = autotune.time_candidates(steps, reps=3, rounds=3, budget_s=30.0, timer=time.perf_counter)
     med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
     assert med["chosen"] <= 1.5 * med["stock"], med
+
+
+def test_batches_follow_the_layout_the_runtime_picked(monkeypatch):
+    from vov3d.runtime import layout
+
+    monkeypatch.setattr(layout, "_decided", {})
+    cfg = tiny_cfg()
+    assert layout.clip_memory_format(cfg) == torch.channels_last_3d  # before any decision
+    layout.record_decision("contiguous")
+    assert layout.clip_memory_format(cfg) == torch.contiguous_format
+    cfg.MODEL.MEMORY_FORMAT = "channels_last_3d"  # an explicit value wins
+    assert layout.clip_memory_format(cfg) == torch.channels_last_3d
+
+
+def test_cuda_candidates_and_keys_without_a_gpu(monkeypatch):
+    """The CUDA plumbing, checked on CPU: what auto measures there, what the key names, the bench's variants."""
+    from vov3d.bench.model import Runner, default_variants, pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Fake GPU 80GB")
+    cfg = tiny_cfg()
+    model = build_model(cfg)
+    routes = prepare.candidate_routes(cfg, model, "cuda", inference=True)
+    assert {r.amp for r in routes} == {None, torch.float16, torch.bfloat16}
+    assert not any(r.fused for r in routes)  # the fused kernel is a CPU lever
+    assert routes[0].name == "stock"
+    assert {r.depthwise for r in routes} == {"conv3d", "conv2d"}  # measured on CUDA too
+    assert autotune.machine_name(torch.device("cuda", 0)) == "Fake GPU 80GB"
+    names = [r.name for r in routes]
+    key = autotune.decision_key("inference", torch.device("cuda", 0), model, (2, 3, 4, 32, 32), names)
+    assert key["machine"] == "Fake GPU 80GB" and key["device"] == "cuda"
+    cuda_variants = {v.name: v for v in default_variants("cuda", cfg=cfg)}
+    assert {"stock", "defaults", "api", "cl3d+cudnn_benchmark+fp16"} <= set(cuda_variants)
+    for v in cuda_variants.values():  # every variant is a valid set of MODEL.* values for the runtime
+        r = Runner(cfg, v, 2, torch.device("cpu"))  # batch 2: the train decision cached above
+        assert r.eval_forward().shape == (2, 7)
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA"):
+            pick_device("cuda")

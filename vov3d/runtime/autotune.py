@@ -178,8 +178,9 @@ def decide(stage, key, candidates, run, check=None, baseline=None, warmup=1, rep
     """Returns the name of the fastest candidate for one decision.
 
     `candidates`: names, the stock one first (or `baseline`). `run(name)` returns a callable that runs
-    one step of that candidate and returns its output. `check(out, ref)` compares a candidate's output
-    with the baseline's (default `outputs_match`); candidates that fail or raise are dropped. A cached
+    one step of that candidate and returns its output. `check(out, ref, name)` compares candidate
+    `name`'s output with the baseline's (default `outputs_match`); candidates that fail or raise are
+    dropped. A cached
     decision for `key` is returned without measuring (`use_cache=False` measures anyway).
     """
     baseline = baseline or candidates[0]
@@ -191,7 +192,7 @@ def decide(stage, key, candidates, run, check=None, baseline=None, warmup=1, rep
             logger.info("Speed levers (%s): %s (cached for %s, %s)", stage, cached["choice"], key["machine"],
                         "x".join(map(str, key["shape"])))
             return cached["choice"]
-    check = check or outputs_match
+    check = check or (lambda out, ref, name: outputs_match(out, ref))
     steps, ref = {}, None
     for name in [baseline] + [c for c in candidates if c != baseline]:
         try:
@@ -206,7 +207,7 @@ def decide(stage, key, candidates, run, check=None, baseline=None, warmup=1, rep
             continue
         if name == baseline:
             ref = out
-        elif not check(out, ref):
+        elif not check(out, ref, name):
             logger.warning("Speed levers (%s): candidate %s gives other outputs than %s; skipped", stage, name,
                            baseline)
             continue

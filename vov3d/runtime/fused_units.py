@@ -225,8 +225,9 @@ def has_fusable_units(model):
 
 def fuse_d2plus1d_blocks(model):
     """Wraps, in place, every BN-folded D(2+1)D bottleneck of `model` in FusedD2plus1d and every
-    aggregating block (`aggregation_parts()`, T-OSA) made only of them in FusedTOSA. Returns the number of bottlenecks wrapped (0 when
-    the kernel cannot be built here). For inference copies only (vov3d.runtime.prepare_for_inference)."""
+    aggregating block (`aggregation_parts()`, T-OSA) made only of them in FusedTOSA. Returns the
+    number of bottlenecks wrapped (0 when the kernel cannot be built here). For inference copies
+    only (vov3d.runtime.prepare_for_inference)."""
     if kernels.load_library("d2plus1d_cpu") is None:
         return 0
     # Blocks already wrapped (a second call) are left as they are.
