@@ -269,8 +269,9 @@ class InferenceModel(nn.Module):
         choice = autotune.decide("inference", key, list(by_name), run, check=check, reps=TUNE_REPS,
                                  rounds=TUNE_ROUNDS, budget_s=TUNE_BUDGET_S, margin=TUNE_MARGIN,
                                  sync=_sync(self.device))
+        running = {choice} | {r.name for r in self._chosen.values()}
         for name in list(self._built):  # keep only what runs
-            if name != choice:
+            if name not in running:
                 del self._built[name]
         return by_name[choice]
 
