@@ -247,7 +247,8 @@ def test_fusion_only_touches_inference_copies(kernel):
     with torch.no_grad():
         inf([x])
     assert any(isinstance(m, FusedTOSA) for m in inf.modules())
-    assert fuse_d2plus1d_blocks(inf) == 0  # a second pass wraps nothing again
+    (route,) = inf._built.values()
+    assert fuse_d2plus1d_blocks(route) == 0  # a second pass wraps nothing again
     # The checkpointed model keeps its plain structure and state_dict names.
     assert all(not k.startswith("fused") and ".block." not in k for k in model.state_dict())
     assert isinstance(model.s2.pathway0_res0.branch2, TOSATransform)
