@@ -239,3 +239,22 @@ def test_cuda_candidates_and_keys_without_a_gpu(monkeypatch):
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="CUDA"):
             pick_device("cuda")
+
+
+def test_evaluation_keeps_the_training_batch_layout(monkeypatch):
+    """A run's first evaluation must not switch its training batches to the inference route's layout
+    (a resumed run would then see other batches than the uninterrupted one)."""
+    from vov3d.runtime import layout
+
+    monkeypatch.setattr(layout, "_decided", {})
+    monkeypatch.setattr(autotune, "decide", lambda stage, key, names, run, **kw: "cl3d" if stage == "inference"
+                        else "stock")
+    cfg = tiny_cfg(CPU_FUSED_UNITS="off")
+    model = build_model(cfg)
+    prepare.prepare_for_training(model, cfg)
+    assert layout.clip_memory_format(cfg) == torch.contiguous_format
+    inf = prepare.prepare_for_inference(model, cfg)
+    with torch.no_grad():
+        inf([torch.randn(1, 3, 4, 32, 32)])
+    assert inf.route_for([torch.randn(1, 3, 4, 32, 32)]).name == "cl3d"
+    assert layout.clip_memory_format(cfg) == torch.contiguous_format

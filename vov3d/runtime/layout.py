@@ -2,8 +2,9 @@
 
 Datasets ask `clip_memory_format(cfg)` for the layout of the batches they allocate
 (`empty_clip_batch`), the engine moves batches with `to_model_format`; both follow the runtime's
-decision for the model (MODEL.MEMORY_FORMAT, `auto` = what the measurement picked in this process,
-channels_last_3d until one was made). A batch in another layout costs one copy, never a wrong result.
+training decision for the model (MODEL.MEMORY_FORMAT, `auto` = what prepare_for_training measured in
+this process, channels_last_3d until then). Inference copies move a batch into their own route's
+layout: a batch in another layout costs one copy, never a wrong result.
 """
 
 import torch

@@ -279,10 +279,9 @@ class InferenceModel(nn.Module):
         """Returns the Route used for clips shaped as inputs[0] (picking it at the first such call)."""
         shape = tuple(inputs[0].shape[1:])
         if shape not in self._chosen:
-            route = self._choose(inputs)
-            self._chosen[shape] = route
-            if self.cfg.MODEL.MEMORY_FORMAT == "auto":
-                record_decision(route.memory_format)
+            # Not recorded as the batch layout: that is the training route's (prepare_for_training),
+            # and a training run's batches must not change layout after its first evaluation.
+            self._chosen[shape] = self._choose(inputs)
         route = self._chosen[shape]
         self.build(route, [inputs[0][:1].contiguous()])
         return route
