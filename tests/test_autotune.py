@@ -258,3 +258,18 @@ def test_evaluation_keeps_the_training_batch_layout(monkeypatch):
         inf([torch.randn(1, 3, 4, 32, 32)])
     assert inf.route_for([torch.randn(1, 3, 4, 32, 32)]).name == "cl3d"
     assert layout.clip_memory_format(cfg) == torch.contiguous_format
+
+
+def test_measuring_leaves_the_stock_route_plain(monkeypatch):
+    """When stock ops win, the model runs plain nn.Conv3d forwards as if nothing had been measured
+    (a retyped conv left behind took oneDNN's route for 1x1 maps, so a measured run and a cached run
+    trained differently)."""
+    import torch.nn as nn
+
+    monkeypatch.setattr(autotune, "pick_fastest", lambda times, baseline, margin=0.05: baseline)
+    cfg = tiny_cfg(CPU_FUSED_UNITS="off")
+    model = build_model(cfg)
+    prepare.prepare_for_training(model, cfg)
+    assert model.runtime_route == "stock"
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv3d)]
+    assert convs and all(type(m) is nn.Conv3d for m in convs)

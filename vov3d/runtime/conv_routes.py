@@ -130,7 +130,14 @@ def set_depthwise_impl(model, impl):
 def apply_conv_routes(model, memory_format, depthwise):
     """Puts `model`'s weights in `memory_format` (a torch.memory_format), runs its factorizable
     depthwise convs as `depthwise` ("conv2d" | "conv3d") and, in channels_last_3d, every other Conv3d
-    as ChannelsLastConv3d; in place (parameters keep their identity); returns `model`."""
+    as ChannelsLastConv3d; in place (parameters keep their identity); returns `model`.
+
+    Routes applied before are undone first: a contiguous model runs plain nn.Conv3d forwards, also
+    for the ambiguous tensors (one channel, 1x1 maps) that count as channels-last too."""
+    for m in model.modules():
+        if isinstance(m, ChannelsLastConv3d):
+            m.__class__ = nn.Conv3d
+            m.__dict__.pop("depthwise_impl", None)
     model.to(memory_format=memory_format)
     set_depthwise_impl(model, depthwise)
     if memory_format == torch.channels_last_3d:
