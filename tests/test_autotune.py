@@ -260,12 +260,13 @@ def test_evaluation_keeps_the_training_batch_layout(monkeypatch):
     assert layout.clip_memory_format(cfg) == torch.contiguous_format
 
 
-def test_measuring_leaves_the_stock_route_plain(monkeypatch):
+def test_measuring_leaves_the_stock_route_plain(monkeypatch, tmp_path):
     """When stock ops win, the model runs plain nn.Conv3d forwards as if nothing had been measured
     (a retyped conv left behind took oneDNN's route for 1x1 maps, so a measured run and a cached run
     trained differently)."""
     import torch.nn as nn
 
+    monkeypatch.setenv("VOV3D_TUNE_CACHE", str(tmp_path))  # measured here, not read from the session's cache
     monkeypatch.setattr(autotune, "pick_fastest", lambda times, baseline, margin=0.05: baseline)
     cfg = tiny_cfg(CPU_FUSED_UNITS="off")
     model = build_model(cfg)
