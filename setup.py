@@ -11,7 +11,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.9",
     packages=find_packages(include=["vov3d", "vov3d.*"]),
-    package_data={"vov3d.models": ["csrc/*.c"]},  # CPU kernels, built on first use (vov3d/models/cpu_kernels.py)
+    package_data={"vov3d.runtime": ["csrc/*.c"]},  # CPU kernels, built on first use (vov3d/runtime/kernels.py)
     install_requires=[
         "torch>=2.1",
         "torchvision>=0.16",

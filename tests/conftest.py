@@ -12,6 +12,18 @@ SHARED = Path(os.environ.get("VOV3D_SHARED", REPO.parent / "shared"))
 REFERENCE = SHARED / "reference"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _tune_cache(tmp_path_factory):
+    """Measured speed decisions of the test session go to a temporary cache, never the user's."""
+    old = os.environ.get("VOV3D_TUNE_CACHE")
+    os.environ["VOV3D_TUNE_CACHE"] = str(tmp_path_factory.mktemp("tune"))
+    yield
+    if old is None:
+        os.environ.pop("VOV3D_TUNE_CACHE", None)
+    else:
+        os.environ["VOV3D_TUNE_CACHE"] = old
+
+
 def require_reference(*names):
     """Returns the paths of reference files; skips when absent, but fails when CI=true."""
     paths = [REFERENCE / n for n in names]

@@ -177,7 +177,7 @@ def test_check_dataset_tool(bad_kinetics, ssv1, tmp_path, monkeypatch, capsys):
 
 
 def test_data_benchmark_runs(ssv1):
-    from vov3d.datasets.benchmark import run_data_benchmark
+    from vov3d.bench.data import run_data_benchmark
 
     cfg = tiny_cfg(ssv1, "ssv1", "BENCHMARK.NUM_EPOCHS", 2)
     result = run_data_benchmark(cfg, argparse.Namespace(num_iters=0, synthetic=""))

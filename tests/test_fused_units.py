@@ -1,4 +1,4 @@
-"""The fused CPU kernel for D(2+1)D bottlenecks (vov3d/models/fused_units.py, MODEL.CPU_FUSED_UNITS)
+"""The fused CPU kernel for D(2+1)D bottlenecks (vov3d/runtime/fused_units.py, MODEL.CPU_FUSED_UNITS)
 gives the outputs of the stock ops, falls back where it does not apply, and degrades to stock ops
 when no C compiler is there. No timing assertions: tools/benchmark.py --mode model measures speed."""
 
@@ -15,8 +15,12 @@ import torch.nn as nn
 
 from tests.conftest import randomize_bn, require_reference
 from vov3d.config import get_cfg, validate
-from vov3d.models import build_model, cpu_kernels, speed
-from vov3d.models.fused_units import FusedD2plus1d, FusedTOSA, d2plus1d_parts, fuse_d2plus1d_blocks
+from vov3d.models import build_model
+from vov3d.runtime import kernels as cpu_kernels
+from vov3d.runtime.fold_bn import fold_batchnorm
+from vov3d.runtime.fused_units import FusedD2plus1d, FusedTOSA, d2plus1d_parts, fuse_d2plus1d_blocks
+from vov3d.runtime.layout import to_model_format
+from vov3d.runtime.prepare import prepare_for_inference
 from vov3d.models.vov3d import BottleneckUnit, TOSATransform
 from vov3d.utils.checkpoint import load_checkpoint
 
@@ -40,7 +44,7 @@ def folded_unit(cin, inner, cout, stride, use_se, x):
     torch.manual_seed(0)
     unit = randomize_bn(BottleneckUnit(cin, inner, cout, stride, "d2plus1d", use_se=use_se)).eval()
     unit = unit.to(memory_format=CL)
-    return speed.fold_batchnorm(unit, x)
+    return fold_batchnorm(unit, x)
 
 
 def clip(n, c, t, h, w, seed=1):
@@ -118,17 +122,27 @@ def test_parts_refuse_blocks_the_kernel_does_not_compute():
     x = clip(1, 8, 2, 4, 4)
     unit = BottleneckUnit(8, 16, 8, 1, "d2plus1d").eval().to(memory_format=CL)
     assert d2plus1d_parts(unit) is None  # BatchNorms not folded
-    assert d2plus1d_parts(speed.fold_batchnorm(unit, x)) is not None
+    assert d2plus1d_parts(fold_batchnorm(unit, x)) is not None
     other = BottleneckUnit(8, 16, 8, 1, "dw3d").eval().to(memory_format=CL)
-    assert d2plus1d_parts(speed.fold_batchnorm(other, x)) is None  # another middle
+    assert d2plus1d_parts(fold_batchnorm(other, x)) is None  # another middle
 
 
 def tiny_cfg(rel, opts=()):
+    """A tiny config with the layout levers explicit (the kernel's own lever is what varies here)."""
     cfg = get_cfg()
     cfg.merge_from_file(os.path.join(REPO, "configs", rel))
     cfg.merge_from_list(["NUM_GPUS", 0, "DATA.NUM_FRAMES", 4, "DATA.TRAIN_CROP_SIZE", 32,
-                         "DATA.TEST_CROP_SIZE", 32, "MODEL.NUM_CLASSES", 7] + list(opts))
+                         "DATA.TEST_CROP_SIZE", 32, "MODEL.NUM_CLASSES", 7, "MODEL.MEMORY_FORMAT",
+                         "channels_last_3d", "MODEL.DEPTHWISE_IMPL", "conv2d", "MODEL.CPU_FUSED_UNITS", "on"]
+                        + list(opts))
     return cfg
+
+
+def inference_copy(model, cfg, x):
+    """Returns the module the runtime's inference copy of `model` runs for clips shaped as `x`."""
+    inf = prepare_for_inference(model, cfg)
+    route = inf.route_for([x])
+    return inf._built[route.name]
 
 
 def _logits(model, x):
@@ -151,11 +165,11 @@ def test_whole_models_match_with_fused_units(kernel, rel, opts, units, blocks):
     cfg = tiny_cfg(rel, opts)
     torch.manual_seed(0)
     model = randomize_bn(build_model(cfg)).eval()
-    x = speed.to_model_format(torch.randn(3, 3, 4, 32, 32), cfg)
+    x = to_model_format(torch.randn(3, 3, 4, 32, 32), cfg)
     cfg.MODEL.CPU_FUSED_UNITS = "off"
-    plain = speed.prepare_model_for_inference(model, cfg)
-    cfg.MODEL.CPU_FUSED_UNITS = "auto"
-    fused = speed.prepare_model_for_inference(model, cfg)
+    plain = inference_copy(model, cfg, x)
+    cfg.MODEL.CPU_FUSED_UNITS = "on" if units else "auto"
+    fused = inference_copy(model, cfg, x)
     assert not any(isinstance(m, FusedD2plus1d) for m in plain.modules())
     assert sum(isinstance(m, FusedD2plus1d) for m in fused.modules()) == units
     assert sum(isinstance(m, FusedTOSA) for m in fused.modules()) == blocks
@@ -170,16 +184,17 @@ def test_official_checkpoint_outputs_with_fused_units(kernel):
     ref = torch.load(io_path, weights_only=True)
     cfg = get_cfg()
     cfg.merge_from_file(str(require_reference("official-configs/SSv1_vov3d_vov3d_M_F16.yaml")))
-    cfg.merge_from_list(ref["meta"]["opts"] + ["NUM_GPUS", 0])
+    cfg.merge_from_list(ref["meta"]["opts"] + ["NUM_GPUS", 0, "MODEL.MEMORY_FORMAT", "channels_last_3d",
+                                               "MODEL.DEPTHWISE_IMPL", "conv2d", "MODEL.CPU_FUSED_UNITS", "on"])
     model = build_model(cfg)
     assert load_checkpoint(str(ckpt), model, data_parallel=False) == 0
     x0 = ref["inputs"][0]
-    inf = speed.prepare_model_for_inference(model, cfg, [speed.to_model_format(x0[:1], cfg)])
-    assert sum(isinstance(m, FusedD2plus1d) for m in inf.modules()) == 40
+    inf = prepare_for_inference(model, cfg)
+    assert sum(isinstance(m, FusedD2plus1d) for m in inference_copy(model, cfg, x0).modules()) == 40
     with torch.no_grad():
         for key_in, key_out in (("inputs", "outputs"), ("extra_inputs", "extra_outputs")):
             for x, expected in zip(ref[key_in], ref[key_out]):
-                y = inf([speed.to_model_format(x, cfg)])
+                y = inf([to_model_format(x, cfg)])
                 assert (y - expected).abs().max().item() <= 1e-5
 
 
@@ -188,18 +203,18 @@ def test_no_compiler_keeps_stock_ops_or_fails_when_required(monkeypatch, tmp_pat
     monkeypatch.setenv("VOV3D_KERNEL_CACHE", str(tmp_path / "kernels"))
     monkeypatch.setattr(cpu_kernels, "_libraries", {})
     monkeypatch.setattr(cpu_kernels, "_failures", {})
-    cfg = tiny_cfg("Kinetics/VoV3D_M_16x5.yaml")
+    cfg = tiny_cfg("Kinetics/VoV3D_M_16x5.yaml", ("MODEL.CPU_FUSED_UNITS", "auto"))
     model = randomize_bn(build_model(cfg)).eval()
-    x = speed.to_model_format(torch.randn(1, 3, 4, 32, 32), cfg)
+    x = to_model_format(torch.randn(1, 3, 4, 32, 32), cfg)
     with caplog.at_level(logging.WARNING):
-        inf = speed.prepare_model_for_inference(model, cfg)
+        inf = prepare_for_inference(model, cfg)
+        with torch.no_grad():
+            assert torch.allclose(inf([x]), model([x]), atol=TOL)
     assert "no-such-compiler-vov3d" in caplog.text
     assert not any(isinstance(m, FusedD2plus1d) for m in inf.modules())
-    with torch.no_grad():
-        assert torch.allclose(inf([x]), model([x]), atol=TOL)
     cfg.MODEL.CPU_FUSED_UNITS = "on"
     with pytest.raises(RuntimeError, match="MODEL.CPU_FUSED_UNITS"):
-        speed.prepare_model_for_inference(model, cfg)
+        prepare_for_inference(model, cfg)([x])
 
 
 def test_bad_key_value_is_named():
@@ -211,7 +226,7 @@ def test_bad_key_value_is_named():
 
 def test_concurrent_builds_share_one_cache(tmp_path, kernel):
     """Processes building the kernel at once (e.g. several test jobs) all end up loading it."""
-    code = ("import sys; from vov3d.models import cpu_kernels as k; "
+    code = ("import sys; from vov3d.runtime import kernels as k; "
             "sys.exit(0 if k.load_library() is not None else 1)")
     env = dict(os.environ, VOV3D_KERNEL_CACHE=str(tmp_path / "kernels"), PYTHONPATH=REPO)
     procs = [subprocess.Popen([sys.executable, "-c", code], env=env, cwd=REPO) for _ in range(3)]
@@ -224,17 +239,20 @@ def test_concurrent_builds_share_one_cache(tmp_path, kernel):
 def test_fusion_only_touches_inference_copies(kernel):
     cfg = tiny_cfg("Kinetics/VoV3D_M_16x5.yaml")
     model = build_model(cfg)
-    cfg.MODEL.FOLD_BN = False  # no folded copy: the model itself is returned, never wrapped
-    assert speed.prepare_model_for_inference(model, cfg) is model
-    assert not any(isinstance(m, FusedD2plus1d) for m in model.modules())
+    x = to_model_format(torch.randn(1, 3, 4, 32, 32), cfg)
+    cfg.MODEL.FOLD_BN = False  # nothing folded: the kernel does not apply
+    assert not any(isinstance(m, FusedD2plus1d) for m in inference_copy(model, cfg, x).modules())
     cfg.MODEL.FOLD_BN = True
-    inf = speed.prepare_model_for_inference(model, cfg)
+    inf = prepare_for_inference(model, cfg)
+    with torch.no_grad():
+        inf([x])
     assert any(isinstance(m, FusedTOSA) for m in inf.modules())
-    assert fuse_d2plus1d_blocks(inf) == 0  # a second pass wraps nothing again
+    (route,) = inf._built.values()
+    assert fuse_d2plus1d_blocks(route) == 0  # a second pass wraps nothing again
     # The checkpointed model keeps its plain structure and state_dict names.
     assert all(not k.startswith("fused") and ".block." not in k for k in model.state_dict())
     assert isinstance(model.s2.pathway0_res0.branch2, TOSATransform)
-    x = speed.to_model_format(torch.randn(1, 3, 4, 32, 32), cfg)
+    assert not any(isinstance(m, (FusedD2plus1d, FusedTOSA)) for m in model.modules())
     with torch.no_grad():  # inference copies stay copyable and picklable
         assert torch.equal(copy.deepcopy(inf)([x]), inf([x]))
         buf = io.BytesIO()
@@ -247,9 +265,10 @@ def test_traced_inference_copy_records_stock_ops(kernel):
     cfg = tiny_cfg("Kinetics/VoV3D_M_16x5.yaml")
     torch.manual_seed(0)
     model = randomize_bn(build_model(cfg)).eval()
-    inf = speed.prepare_model_for_inference(model, cfg)
-    x = speed.to_model_format(torch.randn(2, 3, 4, 32, 32), cfg)
+    x = to_model_format(torch.randn(2, 3, 4, 32, 32), cfg)
+    inf = inference_copy(model, cfg, x)
+    assert any(isinstance(m, FusedTOSA) for m in inf.modules())
     with torch.no_grad():
         traced = torch.jit.trace(inf, ([x],), check_trace=False)
-        x2 = speed.to_model_format(torch.randn(2, 3, 4, 32, 32), cfg)
+        x2 = to_model_format(torch.randn(2, 3, 4, 32, 32), cfg)
         assert torch.allclose(traced([x2]), inf([x2]), atol=TOL)

@@ -10,6 +10,7 @@ import torch
 from conftest import REPO, require_reference
 from vov3d.config import ConfigError, get_cfg, load_config
 from vov3d.models import build_model
+from vov3d.runtime.conv_routes import apply_conv_routes
 from vov3d.models.units import MIDDLES
 from vov3d.utils.checkpoint import load_checkpoint, save_checkpoint
 from vov3d.utils.model_stats import gflops, params_count, stats_input
@@ -43,6 +44,8 @@ def fixture_model(fixture_io, memory_format):
     cfg = official_cfg("SSv1_vov3d_vov3d_M_F16.yaml", io["meta"]["opts"] + ["MODEL.MEMORY_FORMAT", memory_format])
     model = build_model(cfg)
     assert load_checkpoint(str(ckpt), model, data_parallel=False) == 0
+    if memory_format == "channels_last_3d":  # the runtime's routes (build_model gives the plain module)
+        apply_conv_routes(model, torch.channels_last_3d, "conv2d")
     return model
 
 
@@ -50,10 +53,11 @@ def fixture_model(fixture_io, memory_format):
 def test_official_checkpoint_eval_outputs(fixture_io, memory_format):
     _, io = fixture_io
     model = fixture_model(fixture_io, memory_format).eval()
+    fmt = {"contiguous": torch.contiguous_format, "channels_last_3d": torch.channels_last_3d}[memory_format]
     with torch.no_grad():
         for key_in, key_out in (("inputs", "outputs"), ("extra_inputs", "extra_outputs")):
             for x, expected in zip(io[key_in], io[key_out]):
-                y = model([x])
+                y = model([x.contiguous(memory_format=fmt)])
                 assert y.shape == expected.shape
                 assert (y - expected).abs().max().item() <= 1e-5
 

@@ -1,6 +1,7 @@
-"""Speed levers (vov3d/models/speed.py) keep outputs, gradients and checkpoints; the benchmark tool runs.
+"""Speed levers (vov3d/runtime) keep outputs, gradients and checkpoints; the benchmark tool runs.
 
-No timing assertions: speed is measured by tools/benchmark.py --mode model, not by tests.
+No timing assertions here: speed is measured by tools/benchmark.py --mode model; the measured `auto`
+decisions are tested in tests/test_autotune.py.
 """
 
 import copy
@@ -15,7 +16,9 @@ import torch.nn as nn
 
 from tests.conftest import randomize_bn
 from vov3d.config.defaults import get_cfg
-from vov3d.models import build_model, speed
+from vov3d.models import build_model
+from vov3d.runtime import conv_routes, fold_bn, layout, levers, prepare
+from vov3d.runtime.layout import to_model_format
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOL = 1e-5
@@ -36,8 +39,11 @@ def tiny_cfg(name, memory_format="contiguous", depthwise="conv3d"):
 
 
 def build(cfg):
+    """The built model with the routes cfg's explicit MODEL.MEMORY_FORMAT / DEPTHWISE_IMPL name."""
     torch.manual_seed(0)
-    return randomize_bn(build_model(cfg))
+    model = randomize_bn(build_model(cfg))
+    fmt = layout.memory_format_from_name(cfg.MODEL.MEMORY_FORMAT)
+    return conv_routes.apply_conv_routes(model, fmt, cfg.MODEL.DEPTHWISE_IMPL)
 
 
 def logits(model, x):
@@ -72,8 +78,8 @@ def test_depthwise_conv2d_matches_conv3d_forward_and_backward(kernel, stride, bi
     ref = nn.Conv3d(c, c, kernel, stride=stride, padding=tuple(k // 2 for k in kernel), groups=c, bias=bias)
     ref = ref.to(memory_format=fmt)
     dut = copy.deepcopy(ref)
-    assert speed.set_depthwise_impl(dut, "conv2d") == 1
-    assert isinstance(dut, speed.DepthwiseConv3d) and isinstance(dut, nn.Conv3d)
+    assert conv_routes.set_depthwise_impl(dut, "conv2d") == 1
+    assert isinstance(dut, conv_routes.DepthwiseConv3d) and isinstance(dut, nn.Conv3d)
     x = torch.randn(2, c, 5, 9, 9).contiguous(memory_format=fmt)
     xr, xd = x.clone().requires_grad_(), x.clone().requires_grad_()
     yr, yd = ref(xr), dut(xd)
@@ -89,7 +95,7 @@ def test_depthwise_conv2d_matches_conv3d_forward_and_backward(kernel, stride, bi
     if bias:
         assert torch.allclose(dut.bias.grad, ref.bias.grad, atol=1e-4)
     # The switch goes back to the stock op, and the checkpoint format never changes.
-    speed.set_depthwise_impl(dut, "conv3d")
+    conv_routes.set_depthwise_impl(dut, "conv3d")
     assert torch.equal(dut(x), ref(x))
     assert list(dut.state_dict()) == list(ref.state_dict())
 
@@ -99,29 +105,34 @@ def test_only_factorizable_depthwise_convs_switch():
     dw333 = nn.Conv3d(4, 4, 3, padding=1, groups=4)
     mult = nn.Conv3d(4, 8, (1, 3, 3), padding=(0, 1, 1), groups=4)
     seq = nn.Sequential(full, dw333, mult)
-    assert speed.set_depthwise_impl(seq, "conv2d") == 0
+    assert conv_routes.set_depthwise_impl(seq, "conv2d") == 0
     assert all(type(m) is nn.Conv3d for m in seq)
 
 
-def test_default_depthwise_impl_per_device():
+def test_auto_levers_offer_stock_first_and_explicit_values_only_themselves():
     cfg = tiny_cfg("VoV3D")
     cfg.MODEL.DEPTHWISE_IMPL = "auto"
-    assert speed.resolve_depthwise_impl(cfg, "cpu") == "conv2d"
-    assert speed.resolve_depthwise_impl(cfg, "cuda") == "conv3d"
+    cfg.MODEL.MEMORY_FORMAT = "auto"
+    assert levers.depthwise_choices(cfg) == ["conv3d", "conv2d"]
+    assert levers.memory_format_choices(cfg) == [torch.contiguous_format, torch.channels_last_3d]
+    assert levers.fused_units_choices(cfg, "cpu") == [False, True]
+    assert levers.fused_units_choices(cfg, "cuda") == [False]  # a CPU kernel
+    assert levers.inference_amp_choices(cfg, "cpu") == [None]  # autocast on CPU is opt-in
     cfg.MODEL.DEPTHWISE_IMPL = "conv3d"
-    assert speed.resolve_depthwise_impl(cfg, "cpu") == "conv3d"
-    cfg.MODEL.DEPTHWISE_IMPL = "bogus"
-    with pytest.raises(ValueError):
-        speed.resolve_depthwise_impl(cfg, "cpu")
-
-
-def test_inference_amp_is_off_on_cpu_by_default():
-    cfg = get_cfg()
-    assert cfg.MODEL.INFERENCE_AMP == "auto"
-    assert speed.resolve_inference_amp(cfg, "cpu") is None
-    assert speed.resolve_inference_amp(cfg, "cuda") is torch.float16
+    cfg.MODEL.CPU_FUSED_UNITS = "on"
     cfg.MODEL.INFERENCE_AMP = "bfloat16"
-    assert speed.resolve_inference_amp(cfg, "cpu") is torch.bfloat16
+    assert levers.depthwise_choices(cfg) == ["conv3d"]
+    assert levers.fused_units_choices(cfg, "cpu") == [True]
+    assert levers.inference_amp_choices(cfg, "cpu") == [torch.bfloat16]
+    cfg.MODEL.DEPTHWISE_IMPL = "bogus"
+    with pytest.raises(ValueError, match="MODEL.DEPTHWISE_IMPL"):
+        levers.validate(cfg)
+
+
+def test_build_model_returns_the_plain_module():
+    model = build_model(tiny_cfg("VoV3D", "channels_last_3d", "conv2d"))
+    assert all(type(m) is nn.Conv3d for m in model.modules() if isinstance(m, nn.Conv3d))
+    assert all(p.is_contiguous() for p in model.parameters())
 
 
 # ----------------------------------------------------------------------------------------------- #
@@ -142,7 +153,7 @@ def test_layout_levers_keep_eval_outputs_and_state_dict(name, clip):
         assert list(model.state_dict()) == list(plain.state_dict())
         for k, v in model.state_dict().items():
             assert v.shape == plain.state_dict()[k].shape and torch.equal(v, plain.state_dict()[k]), k
-        x = speed.to_model_format(clip, cfg)
+        x = to_model_format(clip, cfg)
         assert torch.allclose(logits(model, x), ref, atol=TOL), (fmt, impl)
         assert torch.allclose(model.eval()([x]).detach(), ref_probs, atol=TOL)
 
@@ -161,7 +172,7 @@ def test_layout_levers_keep_train_loss_and_gradients(name, clip):
                     m.weight.fill_(1.0)  # zero-initialised final BNs would leave gradients at 0
                     if frozen_bn:
                         m.eval()
-        loss = nn.functional.cross_entropy(model([speed.to_model_format(clip, cfg)]), labels)
+        loss = nn.functional.cross_entropy(model([to_model_format(clip, cfg)]), labels)
         loss.backward()
         return loss.detach(), {k: p.grad for k, p in model.named_parameters()}
 
@@ -187,8 +198,8 @@ def test_fold_batchnorm_folds_every_conv_bn_and_matches(name, fmt, impl, clip):
     cfg = tiny_cfg(name, fmt, impl)
     model = build(cfg)
     before = copy.deepcopy(model.state_dict())
-    x = speed.to_model_format(clip, cfg)
-    folded = speed.fold_batchnorm(model, [x])
+    x = to_model_format(clip, cfg)
+    folded = fold_bn.fold_batchnorm(model, [x])
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in folded.modules())
     assert not folded.training and not any(p.requires_grad for p in folded.parameters())
     assert torch.allclose(logits(folded, x), logits(model, x), atol=TOL)
@@ -203,8 +214,8 @@ def test_fold_batchnorm_folds_every_conv_bn_and_matches(name, fmt, impl, clip):
 def test_folded_model_traces_for_export(clip):
     cfg = tiny_cfg("VoV3D", "channels_last_3d", "conv2d")
     model = build(cfg)
-    x = speed.to_model_format(clip, cfg)
-    folded = speed.fold_batchnorm(model, [x])
+    x = to_model_format(clip, cfg)
+    folded = fold_bn.fold_batchnorm(model, [x])
     with torch.no_grad():
         traced = torch.jit.trace(folded, ([x],), check_trace=False)
         assert torch.allclose(traced([x]), folded([x]), atol=TOL)
@@ -229,8 +240,8 @@ class _SharedOutput(nn.Module):
 def test_fold_batchnorm_skips_a_conv_output_used_twice():
     model = randomize_bn(_SharedOutput()).eval()
     x = torch.randn(2, 3, 2, 4, 4)
-    assert speed.find_conv_bn_pairs(model, [x]) == [("conv2", "bn2")]
-    folded = speed.fold_batchnorm(model, [x])
+    assert fold_bn.find_conv_bn_pairs(model, [x]) == [("conv2", "bn2")]
+    folded = fold_bn.fold_batchnorm(model, [x])
     assert isinstance(folded.bn, nn.BatchNorm3d) and isinstance(folded.bn2, nn.Identity)
     with torch.no_grad():
         assert torch.allclose(folded([x]), model([x]), atol=TOL)
@@ -241,28 +252,37 @@ def test_fold_batchnorm_skips_a_conv_output_used_twice():
 # ----------------------------------------------------------------------------------------------- #
 
 
-def test_prepare_model_for_inference_folds_a_copy(clip):
+def test_prepare_for_inference_folds_a_copy(clip):
     cfg = tiny_cfg("VoV3D", "channels_last_3d", "conv2d")
+    cfg.MODEL.CPU_FUSED_UNITS = "off"
     model = build(cfg)
     assert cfg.MODEL.FOLD_BN  # the default: tests and exports run a folded copy
-    cfg.MODEL.FOLD_BN = False
-    assert speed.prepare_model_for_inference(model, cfg) is model  # FOLD_BN off: the model itself
-    cfg.MODEL.FOLD_BN = True
-    inf = speed.prepare_model_for_inference(model, cfg)
-    assert inf is not model and not inf.training
-    x = speed.to_model_format(clip, cfg)
-    with torch.no_grad():
-        assert torch.allclose(inf([x]), model.eval()([x]), atol=TOL)
-    with speed.inference_autocast(cfg, torch.device("cpu")):  # off on CPU by default
-        assert not torch.is_autocast_enabled("cpu")
+    before = copy.deepcopy(model.state_dict())
+    for fold in (False, True):
+        cfg.MODEL.FOLD_BN = fold
+        inf = prepare.prepare_for_inference(model, cfg)
+        assert inf is not model and not inf.train().training  # an eval-only copy
+        x = to_model_format(clip, cfg)
+        with torch.no_grad():
+            assert torch.allclose(inf([x]), model.eval()([x]), atol=TOL)
+        (route,) = inf._built.values()
+        has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in route.modules())
+        assert has_bn is not fold
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
 
 
-def test_prepare_model_for_training_compiles_only_when_asked():
-    cfg = tiny_cfg("VoV3D")
-    model = build(cfg)
-    assert speed.prepare_model_for_training(model, cfg) is model
+def test_prepare_for_training_compiles_only_when_asked():
+    cfg = tiny_cfg("VoV3D", "channels_last_3d", "conv2d")
+    model = build_model(cfg)
+    params = list(model.parameters())
+    assert prepare.prepare_for_training(model, cfg) is model
+    assert list(model.parameters()) == params  # an optimizer built before stays valid
+    assert any(isinstance(m, conv_routes.DepthwiseConv3d) for m in model.modules())
+    wrapped = prepare.prepare_for_training(model, cfg, wrap=lambda m: nn.Sequential(m))
+    assert isinstance(wrapped, nn.Sequential) and wrapped[0] is model
     cfg.MODEL.COMPILE = True
-    compiled = speed.prepare_model_for_training(model, cfg)
+    compiled = prepare.prepare_for_training(model, cfg)
     assert compiled is not model and compiled._orig_mod is model  # constructed lazily, compiled on call
 
 
@@ -281,7 +301,7 @@ class _Toy(nn.Module):
 def test_compiled_levers_match_on_a_small_model():
     pytest.importorskip("torch._dynamo")
     model = randomize_bn(_Toy()).eval().to(memory_format=torch.channels_last_3d)
-    speed.set_depthwise_impl(model, "conv2d")
+    conv_routes.set_depthwise_impl(model, "conv2d")
     x = torch.randn(2, 3, 4, 8, 8).contiguous(memory_format=torch.channels_last_3d)
     with torch.no_grad():
         ref = model([x])
@@ -300,7 +320,7 @@ def test_compiled_levers_match_on_a_small_model():
 @pytest.mark.parametrize("fmt", [torch.channels_last_3d, torch.contiguous_format, "channels_last_3d", "contiguous"])
 @pytest.mark.parametrize("shape", [(3, 3, 4, 6, 5), (2, 6, 3, 4, 6, 5)])  # train batch, test batch (N, V, ...)
 def test_clip_batches_are_born_in_the_model_layout(fmt, shape):
-    out = speed.empty_clip_batch(shape, fmt)
+    out = layout.empty_clip_batch(shape, fmt)
     want = torch.channels_last_3d if fmt in (torch.channels_last_3d, "channels_last_3d") else torch.contiguous_format
     assert out.shape == shape
     clips = torch.randn(shape)
@@ -311,7 +331,8 @@ def test_clip_batches_are_born_in_the_model_layout(fmt, shape):
     # Already in the model's format: to_model_format hands it over without another copy.
     cfg = get_cfg()
     cfg.MODEL.MEMORY_FORMAT = "contiguous" if want == torch.contiguous_format else "channels_last_3d"
-    assert speed.to_model_format(flat, cfg).data_ptr() == out.data_ptr()
+    assert layout.clip_memory_format(cfg) == want
+    assert to_model_format(flat, cfg).data_ptr() == out.data_ptr()
 
 
 class _Clips(torch.utils.data.Dataset):
@@ -322,7 +343,7 @@ class _Clips(torch.utils.data.Dataset):
         return i
 
     def __getitems__(self, indices):
-        batch = speed.empty_clip_batch((len(indices), 3, 2, 4, 4))
+        batch = layout.empty_clip_batch((len(indices), 3, 2, 4, 4))
         for k, i in enumerate(indices):
             batch[k].fill_(float(i))
         return batch
@@ -348,45 +369,51 @@ def test_benchmark_tool_model_mode_prints_json(tmp_path):
         sys.executable, os.path.join(REPO, "tools", "benchmark.py"), "--mode", "model",
         "--cfg", os.path.join(REPO, "configs", "Kinetics", "VoV3D_M_16x5.yaml"),
         "--batch", "1", "--frames", "4", "--crop", "32", "--iters", "1", "--repeats", "1", "--warmup", "1",
-        "--levers", "cl3d+dw_conv2d+fold_bn,defaults", "--json", "--output", str(out),
+        "--threads", "1",  # a shared machine: two spinning threads per process crawl
+        "--levers", "cl3d+dw_conv2d+fold_bn,defaults,api", "--json", "--output", str(out),
         "MODEL.NUM_CLASSES", "10",
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)
     assert result == json.loads(out.read_text())
-    assert result["mode"] == "model" and result["device"] == "cpu" and result["threads"] == 2
+    assert result["mode"] == "model" and result["device"] == "cpu" and result["threads"] == 1
     (cfg_res,) = result["configs"]
     assert (cfg_res["batch"], cfg_res["frames"], cfg_res["crop"]) == (1, 4, 32)
     rows = {r["variant"]: r for r in cfg_res["variants"]}
-    assert list(rows) == ["stock", "cl3d+dw_conv2d+fold_bn", "defaults"]
+    assert list(rows) == ["stock", "cl3d+dw_conv2d+fold_bn", "defaults", "api"]
     assert rows["stock"]["train_ratio"] == 1.0 and rows["stock"]["eval_ratio"] == 1.0
-    assert rows["defaults"]["levers"]["memory_format"] == "channels_last_3d"
-    assert rows["defaults"]["levers"]["depthwise"] == "conv2d"
-    for r in rows.values():
-        assert r["train_step_s"] > 0 and r["eval_forward_s"] > 0 and r["train_clips_per_s"] > 0
-        assert r["max_abs_logit_diff_vs_stock"] <= TOL
-        assert r["peak_rss_train_mb"] > 0 and r["peak_rss_eval_mb"] > 0, r
-    assert "train_ok" in result["goals"]["VoV3D:VoV3D_M_16x5.yaml"]
-    assert "stock" in proc.stderr  # the table goes to stderr with --json
+    assert rows["defaults"]["levers"]["memory_format"] == "auto"  # measured by the runtime
+    assert rows["api"]["train_step_s"] is None  # eval only
+    for name, r in rows.items():
+        assert r["eval_forward_s"] > 0 and r["max_abs_logit_diff_vs_stock"] <= TOL, name
+        if name != "api":
+            assert r["train_step_s"] > 0 and r["train_clips_per_s"] > 0
+            assert r["peak_rss_train_mb"] > 0 and r["peak_rss_eval_mb"] > 0, r
+    assert rows["cl3d+dw_conv2d+fold_bn"]["route"] == "cl3d+dw_conv2d / cl3d+dw_conv2d"
+    goals = result["goals"]["VoV3D:VoV3D_M_16x5.yaml"]
+    assert {"train_ok", "infer_ok", "api_eval_ok"} <= set(goals)
+    machine = result["machine"]
+    assert machine["cpu"] and machine["threads"] == 1 and isinstance(machine["isa"], list)
+    assert "Machine: " in proc.stderr and "stock" in proc.stderr  # the table goes to stderr with --json
 
 
 def test_batch_of_one_stays_channels_last_and_matches():
     """PyTorch sends some CPU convs of a one-clip batch to slow_conv3d (NCTHW out); ours stay channels-last."""
     cfg = tiny_cfg("VoV3D", "channels_last_3d", "conv2d")
     model = build(cfg).eval()
-    assert any(type(m) is speed.ChannelsLastConv3d for m in model.modules())
+    assert any(type(m) is conv_routes.ChannelsLastConv3d for m in model.modules())
     ref = build(tiny_cfg("VoV3D")).eval()  # NCTHW, stock convs
     x = torch.randn(1, 3, 4, 32, 32)
     layouts = []
     model.s1.pathway0_stem.conv_xy.register_forward_hook(
         lambda m, i, o: layouts.append(o.is_contiguous(memory_format=torch.channels_last_3d)))
     with torch.no_grad():
-        out = model([speed.to_model_format(x, cfg)])
+        out = model([to_model_format(x, cfg)])
         assert torch.allclose(out, ref([x]), atol=TOL)
     assert layouts == [True]
     # Gradients flow through the oneDNN route too.
     model.train()
-    xg = speed.to_model_format(x, cfg).requires_grad_(True)
+    xg = to_model_format(x, cfg).requires_grad_(True)
     model([xg]).sum().backward()
     assert xg.grad is not None and model.s1.pathway0_stem.conv_xy.weight.grad is not None

@@ -2,12 +2,12 @@
 """Benchmarks: python tools/benchmark.py --cfg CONFIG.yaml --mode data|model [KEY VALUE ...]
 
 --mode data: clips/s of the train and test loaders and the raw decode rate of the same clips
-(see vov3d/datasets/benchmark.py). --synthetic kinetics|ssv2|ssv1 benchmarks a generated realistic
+(see vov3d/bench/data.py). --synthetic kinetics|ssv2|ssv1 benchmarks a generated realistic
 dataset instead of the config's data.
 
 --mode model: train-step (forward, backward, SGD step) and eval-forward time, clips/s and peak memory of
-each speed lever (vov3d/models/speed.py) against stock ops in NCTHW layout, interleaved in one run
-(see vov3d/utils/benchmark.py). --cfg may be given several times. The issue's measurement:
+each speed lever (vov3d/runtime) against stock ops in NCTHW layout, interleaved in one run, with the
+machine named (see vov3d/bench/model.py). --cfg may be given several times. The issue's measurement:
 
     python tools/benchmark.py --mode model --cfg configs/Kinetics/VoV3D_M_16x5.yaml \
         --cfg configs/Kinetics/X3D_M_16x5.yaml --batch 2 --frames 16 --crop 112 --threads 2
@@ -37,7 +37,7 @@ def main(argv=None):
     parser.add_argument("--synthetic-dir", dest="synthetic_dir", default="", help="where to write it (default: temp)")
     parser.add_argument("--output", default="", help="also write the figures as JSON here")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides as KEY VALUE pairs")
-    from vov3d.utils.benchmark import add_model_args
+    from vov3d.bench.model import add_model_args
 
     add_model_args(parser)
     args = parser.parse_args(argv)
@@ -50,7 +50,7 @@ def main(argv=None):
     except USER_ERRORS as e:
         print(error_line(e), file=sys.stderr)
         return EXIT_USER_ERROR
-    from vov3d.datasets.benchmark import run_data_benchmark
+    from vov3d.bench.data import run_data_benchmark
 
     result = run_data_benchmark(cfg, args)
     print(json.dumps(result, indent=1))
@@ -61,7 +61,7 @@ def main(argv=None):
 
 
 def _model_mode(args):
-    from vov3d.utils.benchmark import format_table, run_model_benchmark
+    from vov3d.bench.model import format_table, run_model_benchmark
 
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s %(name)s] %(message)s")
     try:

@@ -86,19 +86,19 @@ _C.MODEL.LOSS_FUNC = "cross_entropy"  # cross_entropy | bce | bce_logit | soft_c
 _C.MODEL.DROPOUT_RATE = Key(0.5, ge=0.0, lt=1.0)  # dropout before the classifier
 _C.MODEL.FC_INIT_STD = Key(0.01, ge=0.0)  # std of the classifier weight init
 _C.MODEL.HEAD_ACT = Key("softmax", one_of=("softmax", "sigmoid"))  # eval-mode activation of the head
-# Memory layout of weights and clips: "auto" (channels_last_3d, the measured fastest on CPU and
-# CUDA), "channels_last_3d" or "contiguous" (plain NCTHW).
+# Memory layout of weights and clips: "auto" (measured on this machine at first use and cached,
+# vov3d/runtime/autotune.py), "channels_last_3d" or "contiguous" (plain NCTHW).
 _C.MODEL.MEMORY_FORMAT = Key("auto", one_of=("auto", "channels_last_3d", "contiguous"))
 _C.MODEL.COMPILE = False  # wrap the model in torch.compile (compile time is paid every run)
 _C.MODEL.FOLD_BN = True  # test/export run a copy with BatchNorm folded into the preceding conv (measured faster)
-# Depthwise 1xkxk / kx1x1 convs as: auto (conv2d on CPU, conv3d on CUDA) | conv2d | conv3d.
+# Depthwise 1xkxk / kx1x1 convs as: auto (measured) | conv2d | conv3d.
 _C.MODEL.DEPTHWISE_IMPL = Key("auto", one_of=("auto", "conv2d", "conv3d"))
 _C.MODEL.CUDNN_BENCHMARK = True  # torch.backends.cudnn.benchmark on CUDA (autotuned conv algorithms)
-# Autocast in test/val: auto (float16 on CUDA, off on CPU) | off | bfloat16 | float16.
+# Autocast in test/val: auto (measured on CUDA, off on CPU) | off | bfloat16 | float16.
 _C.MODEL.INFERENCE_AMP = Key("auto", one_of=("auto", "off", "bfloat16", "float16"))
 # D(2+1)D bottlenecks (VoV3D units, X3D with X3D.UNIT d2plus1d) of the BN-folded test copy run as one
-# fused C kernel on CPU (vov3d/models/fused_units.py): auto (on CPU when a C compiler is there, else
-# stock ops with a warning) | on (an error without a compiler) | off. Needs MODEL.FOLD_BN; not with COMPILE.
+# fused C kernel on CPU (vov3d/runtime/fused_units.py): auto (kept when measured faster; stock ops
+# without a C compiler) | on (an error without a compiler) | off. Needs MODEL.FOLD_BN; not with COMPILE.
 _C.MODEL.CPU_FUSED_UNITS = Key("auto", one_of=("auto", "on", "off"))
 
 # ---------------------------------------------------------------------------- #

@@ -32,7 +32,7 @@ import torch
 from vov3d.datasets import sampling
 from vov3d.datasets.decode import DecodeError, FrameFolder, decode_frames, resolve_backend
 from vov3d.datasets.transforms import ClipTransform
-from vov3d.models.speed import empty_clip_batch, resolve_memory_format
+from vov3d.runtime.layout import clip_memory_format, empty_clip_batch
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +121,6 @@ class VideoClipDataset(torch.utils.data.Dataset):
         self.min_frames = self.num_frames if d.MIN_VIDEO_FRAMES < 0 else max(int(d.MIN_VIDEO_FRAMES), 1)
         self.decode_threads = int(d.DECODE_THREADS)
         self.transform = ClipTransform(cfg, official_bgr=self.official_bgr)
-        self.memory_format = resolve_memory_format(cfg)  # batches leave the loader in the model's layout
         if d.TEMPORAL_SAMPLING != "auto":
             if d.TEMPORAL_SAMPLING not in ("segment", "dense"):
                 raise ValueError(f"DATA.TEMPORAL_SAMPLING must be auto, segment or dense, got {d.TEMPORAL_SAMPLING!r}")
@@ -295,7 +294,8 @@ class VideoClipDataset(torch.utils.data.Dataset):
         without stacking (in a worker it lives in shared memory, so it reaches the main process without a
         copy: at test time a batch is hundreds of MB).
         """
-        batch = empty_clip_batch((len(indices),) + self.clip_shape(), self.memory_format)
+        layout = clip_memory_format(self.cfg)  # the model's layout, as the runtime picked it
+        batch = empty_clip_batch((len(indices),) + self.clip_shape(), layout)
         return PreallocatedBatch([self._item(i, batch[k]) for k, i in enumerate(indices)], batch)
 
     def _item(self, index, out):

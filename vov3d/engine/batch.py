@@ -5,18 +5,12 @@ import contextlib
 
 import torch
 
-try:  # the memory-format helper lives with the models
-    from vov3d.models.speed import to_model_format as _to_model_format
-except ImportError:  # pragma: no cover - older trees
-    _to_model_format = None
+from vov3d.runtime import to_model_format
 
 
 def to_device(x, cfg, device):
     """Returns clip tensor `x` on `device` in the model's memory format (non-blocking copy)."""
-    x = x.to(device, non_blocking=True)
-    if _to_model_format is not None:
-        x = _to_model_format(x, cfg)
-    return x
+    return to_model_format(x, cfg, device)
 
 
 def inputs_to_device(inputs, cfg, device):

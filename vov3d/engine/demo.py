@@ -41,7 +41,7 @@ def predict_video(cfg, path, top=5):
     from vov3d.engine.evaluate import ensemble_views, pick_test_checkpoint
     from vov3d.models import build_model
     from vov3d.models.build import model_device
-    from vov3d.models.speed import inference_autocast, prepare_model_for_inference, to_model_format
+    from vov3d.runtime import prepare_for_inference, to_model_format
 
     model = build_model(cfg).eval()
     device = model_device(cfg)
@@ -55,8 +55,8 @@ def predict_video(cfg, path, top=5):
     if not meta["valid"]:
         raise ValueError(f"{path}: cannot be decoded: {meta['error']}")
     clips = to_model_format(views[0], cfg, device)
-    model = prepare_model_for_inference(model, cfg)
-    with torch.no_grad(), inference_autocast(cfg, device):
+    model = prepare_for_inference(model, cfg)
+    with torch.no_grad():
         probs = model([clips]).float().cpu()  # eval mode: (V, K) probabilities
     scores = ensemble_views(probs.unsqueeze(0), cfg.DATA.ENSEMBLE_METHOD)[0]
     scores = scores / scores.sum()

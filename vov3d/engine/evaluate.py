@@ -15,7 +15,7 @@ import torch
 from vov3d.engine import run_dir
 from vov3d.engine.batch import inputs_to_device, meta_values
 from vov3d.engine.meters import gpu_mem_usage
-from vov3d.models import speed
+from vov3d import runtime
 from vov3d.utils import checkpoint as cu
 from vov3d.utils import distributed as du
 from vov3d.utils import logging as vlog
@@ -113,13 +113,12 @@ def reensemble(path, clips=None, crops=None, method=None):
 def eval_epoch(val_loader, model, cur_epoch, cfg, device, writer=None):
     """Returns the single-view validation stats (top-1/top-5 error, mean-class accuracy) of `model`
     (a bare module, not DDP: processes run different numbers of batches) over the whole val set."""
-    model = speed.prepare_model_for_inference(model, cfg)  # BN folded / compiled copy (MODEL.*), eval mode
+    model = runtime.prepare_for_inference(model, cfg)  # fastest measured route (MODEL.*), eval only
     start = time.perf_counter()
     idx_l, lab_l, top_l, valid_l = [], [], [], []
     for inputs, labels, index, meta in val_loader:
         inputs = inputs_to_device(inputs, cfg, device)
-        with speed.inference_autocast(cfg, device):
-            probs = model(inputs)
+        probs = model(inputs)  # under MODEL.INFERENCE_AMP's autocast (runtime)
         n = labels.size(0)
         k = min(5, probs.size(1))
         top_l.append(torch.topk(probs.float(), k, dim=1).indices.cpu())
@@ -167,7 +166,7 @@ def eval_epoch(val_loader, model, cur_epoch, cfg, device, writer=None):
 @torch.no_grad()
 def collect_test_scores(test_loader, model, cfg, device):
     """Returns (index, labels, valid, scores (N, V, K) float32 on CPU, video_ids) of this process's videos."""
-    model = speed.prepare_model_for_inference(model, cfg)  # BN folded / compiled copy (MODEL.*), eval mode
+    model = runtime.prepare_for_inference(model, cfg)  # fastest measured route (MODEL.*), eval only
     views = cfg.TEST.NUM_ENSEMBLE_VIEWS * cfg.TEST.NUM_SPATIAL_CROPS
     per_forward = cfg.TEST.CLIPS_PER_FORWARD or max(cfg.TEST.BATCH_SIZE // du.get_world_size(), 1)
     idx_l, lab_l, valid_l, score_l, ids = [], [], [], [], []
@@ -185,8 +184,7 @@ def collect_test_scores(test_loader, model, cfg, device):
         flat = x.reshape((n * v,) + tuple(x.shape[2:]))
         outs = []
         for chunk in flat.split(per_forward):
-            with speed.inference_autocast(cfg, device):
-                outs.append(model(inputs_to_device(chunk, cfg, device)).float().cpu())
+            outs.append(model(inputs_to_device(chunk, cfg, device)).float().cpu())
         scores = torch.cat(outs).view(n, v, -1)
         score_l.append(scores)
         lab_l.append(labels.view(-1).cpu().long())

@@ -26,7 +26,7 @@ from vov3d.engine.batch import amp_dtype, autocast_context, count_bad_samples, i
 from vov3d.engine.ema import ModelEMA
 from vov3d.engine.losses import build_loss
 from vov3d.engine.meters import LossExplosionError, TrainMeter  # noqa: F401 (re-exported)
-from vov3d.models import speed
+from vov3d import runtime
 from vov3d.utils import checkpoint as cu
 from vov3d.utils import distributed as du
 from vov3d.utils import env
@@ -279,8 +279,9 @@ def setup(cfg):
               loss_fun=build_loss(cfg), device=device, train_loader=train_loader, val_loader=val_loader,
               epoch_iters=epoch_iters, dataset_sizes=sizes, ema_eval=bool(cfg.TRAIN.EMA.EVAL))
     load_weights(cfg, run)
-    # cuDNN autotuning / torch.compile (MODEL.*); the optimizer, EMA and checkpoints keep the bare model.
-    run.train_model = speed.prepare_model_for_training(wrap_ddp(cfg, model), cfg)
+    # Measured layout / conv routes, cuDNN autotuning, torch.compile (MODEL.*); the optimizer, EMA and
+    # checkpoints keep the bare model.
+    run.train_model = runtime.prepare_for_training(model, cfg, wrap=lambda m: wrap_ddp(cfg, m))
     return run
 
 

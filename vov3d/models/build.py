@@ -32,14 +32,12 @@ def model_device(cfg, gpu_id=None):
 
 
 def build_model(cfg, gpu_id=None):
-    """Returns the model named by cfg.MODEL.MODEL_NAME, on its device, in its memory format.
+    """Returns the plain model named by cfg.MODEL.MODEL_NAME on its device (stock nn modules, NCTHW).
 
-    Wrapping in DistributedDataParallel is the engine's job (vov3d.utils.distributed), so that
-    tools and tests get the bare module.
+    Speed levers (layout, conv routes, BN folding, fused kernels) are the runtime's job
+    (vov3d.runtime.prepare_for_training / prepare_for_inference), wrapping in DistributedDataParallel
+    the engine's, so that tools and tests get the bare module.
     """
-    from vov3d.models.speed import apply_memory_format  # local: speed imports models
-
     check_model_choice(cfg)  # never build another model than the config's MODEL.ARCH names
     model = get_model_class(cfg.MODEL.MODEL_NAME)(cfg)
-    model = model.to(model_device(cfg, gpu_id))
-    return apply_memory_format(model, cfg)
+    return model.to(model_device(cfg, gpu_id))

@@ -53,6 +53,15 @@ class BottleneckUnit(nn.Module):
         self.residual = dim_in == dim_out and stride == 1
         self.relu = nn.ReLU(inplace=True)
 
+    def fusable_parts(self):
+        """Returns this unit's ops by role, for runtimes that run the unit as one kernel: convs `a` /
+        `c` with their BNs, `a_act`, the middle's names (`middle`), `mid_bn`, `se` (or None), `act`,
+        whether the input is added after `c` (`residual`) and the activation that ends the unit
+        (`out_act`, None when there is none)."""
+        return {"a": self.a[0], "a_bn": self.a[1], "a_act": self.a_relu, "middle": list(self.middle),
+                "mid_bn": self.b_bn, "se": getattr(self, "se", None), "act": self.swish,
+                "c": self.c[0], "c_bn": self.c[1], "residual": self.residual, "out_act": self.relu}
+
     def forward(self, x):
         y = self.a_relu(self.a(x))
         for name in self.middle:
@@ -85,6 +94,11 @@ class TOSATransform(nn.Module):
         self.c = nn.Conv3d(concat, dim_out, 1, bias=False)
         self.c_bn = nn.BatchNorm3d(dim_out)
         self.c_bn.transform_final_bn = True
+
+    def aggregation_parts(self):
+        """Returns the block by role, for runtimes that write every unit straight into the
+        concatenation: its `units` (in chain order), `keep_input`, and the aggregation `conv` / `bn`."""
+        return {"units": self.layers, "keep_input": self.keep_input, "conv": self.c, "bn": self.c_bn}
 
     def forward(self, x):
         outputs = [x] if self.keep_input else []

@@ -39,6 +39,13 @@ class X3DTransform(nn.Module):
         self.c_bn = nn.BatchNorm3d(dim_out)
         self.c_bn.transform_final_bn = True
 
+    def fusable_parts(self):
+        """Returns this bottleneck's ops by role (see vov3d.models.vov3d.BottleneckUnit.fusable_parts);
+        it has no residual or final activation of its own (the ResBlock adds them)."""
+        return {"a": self.a, "a_bn": self.a_bn, "a_act": self.a_relu, "middle": list(self.middle),
+                "mid_bn": self.b_bn, "se": getattr(self, "se", None), "act": self.b_relu,
+                "c": self.c, "c_bn": self.c_bn, "residual": False, "out_act": None}
+
     def forward(self, x):
         x = self.a_relu(self.a_bn(self.a(x)))
         for name in self.middle:

@@ -1,10 +1,14 @@
 """Model speed benchmark: train step and eval forward of each speed lever, side by side in one run.
 
 Used by `tools/benchmark.py --mode model` (see its --help). For every config and every variant (a
-combination of levers from vov3d/models/speed.py) the model is built with the same seed, warmed up,
-and timed; the variants are interleaved (round robin, rotating order) `repeats` times, so load from
-the shared machine hits them alike, and the median step is reported. Ratios are against `stock`:
-NCTHW (contiguous) layout, stock Conv3d depthwise ops, fp32, no compile, no folding.
+combination of MODEL.* lever values, applied by vov3d.runtime) the model is built with the same seed,
+prepared, warmed up and timed; the variants are interleaved (round robin, rotating order) `repeats`
+times, so load from the shared machine hits them alike, and the median step is reported. Ratios are
+against `stock`: the plain module build_model returns (NCTHW, stock ops, fp32, nothing folded).
+`defaults` is what the config's keys give (`auto` levers measured by the runtime in this run, unless
+--keep-tune-cache), `api` what `vov3d.runtime.prepare_for_inference(model)` gives an API user. The
+machine (CPU model, ISA flags, threads, GPU) is printed with the figures. On CUDA the same variants run
+(plus cuDNN autotuner / fp16 / bf16 ones).
 
 Peak memory on CPU is the resident-set high-water mark (ru_maxrss) of a fresh subprocess per
 variant that runs eval forwards first, then train steps; on CUDA it is max_memory_allocated around
@@ -12,13 +16,13 @@ one step. Both are also given as the step's increase over the memory held before
 """
 
 import argparse
-import copy
 import json
 import logging
 import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 
@@ -32,26 +36,29 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 
 @dataclass
 class Variant:
-    """One lever combination. `fold_bn`, `fused_units` (needs fold_bn) and `inference_amp` apply to
-    eval, `train_amp` to the train step; `memory_format` / `depthwise` / `compile` / `cudnn_benchmark` to both."""
+    """One lever combination, given as MODEL.* key values ("auto" = measured by the runtime).
+    `plain`: the module build_model returns, no runtime at all (stock ops, NCTHW). `api`: eval through
+    `vov3d.runtime.prepare_for_inference(model)` without a config (what an API user is told to call)."""
 
     name: str
     memory_format: str = "contiguous"
     depthwise: str = "conv3d"
     fold_bn: bool = False
-    fused_units: bool = False
+    fused_units: str = "off"
     compile: bool = False
     cudnn_benchmark: bool = False
     train_amp: str = "off"
     inference_amp: str = "off"
+    plain: bool = False
+    api: bool = False
 
 
 def default_variants(device_type, with_compile=False, cfg=None):
-    """Returns the variants measured by default on `device_type`: stock, each lever alone where
-    it makes sense, the combinations, and `defaults` (what the config's keys select)."""
+    """Returns the variants measured by default on `device_type`: stock, the levers forced on, and
+    `defaults` (the config's keys, `auto` measured on this machine) and `api` (prepare_for_inference)."""
     cl, dw = "channels_last_3d", "conv2d"
     v = [
-        Variant("stock"),
+        Variant("stock", plain=True),
         Variant("channels_last_3d", memory_format=cl),
         Variant("dw_conv2d", depthwise=dw),
         Variant("cl3d+dw_conv2d", memory_format=cl, depthwise=dw),
@@ -61,6 +68,7 @@ def default_variants(device_type, with_compile=False, cfg=None):
         v += [
             Variant("cudnn_benchmark", cudnn_benchmark=True),
             Variant("cl3d+cudnn_benchmark", memory_format=cl, cudnn_benchmark=True),
+            Variant("cl3d+dw_conv2d+cudnn_benchmark", memory_format=cl, depthwise=dw, cudnn_benchmark=True),
             Variant("cl3d+cudnn_benchmark+fp16", memory_format=cl, cudnn_benchmark=True,
                     train_amp="float16", inference_amp="float16"),
             Variant("cl3d+cudnn_benchmark+bf16", memory_format=cl, cudnn_benchmark=True,
@@ -68,32 +76,28 @@ def default_variants(device_type, with_compile=False, cfg=None):
         ]
     else:
         v.append(Variant("cl3d+dw_conv2d+fold_bn+fused", memory_format=cl, depthwise=dw, fold_bn=True,
-                         fused_units=True))
+                         fused_units="on"))
         v.append(Variant("cl3d+dw_conv2d+bf16", memory_format=cl, depthwise=dw,
                          train_amp="bfloat16", inference_amp="bfloat16"))
     if with_compile:
         v.append(Variant("cl3d+dw_conv2d+compile", memory_format=cl, depthwise=dw, compile=True))
     if cfg is not None:
         v.append(defaults_variant(cfg, device_type))
+    v.append(Variant("api", api=True))
     return v
 
 
 def defaults_variant(cfg, device_type):
-    """Returns the variant the config's keys select on `device_type` (what training / testing run)."""
-    from vov3d.models import speed
-
-    fmt = "contiguous" if speed.resolve_memory_format(cfg) == torch.contiguous_format else "channels_last_3d"
-    amp = speed.resolve_inference_amp(cfg, device_type)
+    """Returns the variant the config's keys select (what training / testing run; `auto` is measured)."""
     train_amp = "off"
     if cfg.TRAIN.MIXED_PRECISION:
         train_amp = "float16" if cfg.TRAIN.MIXED_PRECISION_DTYPE in ("float16", "fp16", "half") else "bfloat16"
+    m = cfg.MODEL
     return Variant(
-        "defaults", memory_format=fmt, depthwise=speed.resolve_depthwise_impl(cfg, device_type),
-        fold_bn=bool(cfg.MODEL.FOLD_BN), compile=bool(cfg.MODEL.COMPILE),
-        fused_units=bool(cfg.MODEL.FOLD_BN and not cfg.MODEL.COMPILE)
-        and speed.resolve_cpu_fused_units(cfg, device_type),
-        cudnn_benchmark=device_type == "cuda" and bool(cfg.MODEL.CUDNN_BENCHMARK),
-        train_amp=train_amp, inference_amp={None: "off", torch.float16: "float16", torch.bfloat16: "bfloat16"}[amp],
+        "defaults", memory_format=m.MEMORY_FORMAT, depthwise=m.DEPTHWISE_IMPL, fold_bn=bool(m.FOLD_BN),
+        fused_units=m.CPU_FUSED_UNITS, compile=bool(m.COMPILE),
+        cudnn_benchmark=device_type == "cuda" and bool(m.CUDNN_BENCHMARK),
+        train_amp=train_amp, inference_amp=m.INFERENCE_AMP,
     )
 
 
@@ -114,34 +118,30 @@ def benchmark_cfg(cfg_file, opts, device_type, frames=None, crop=None):
     return load_config(cfg_file, opts, overrides)
 
 
-def _dtype(name):
-    return {"off": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
-
-
 def _autocast(device_type, name):
-    dtype = _dtype(name)
-    if dtype is None:
-        import contextlib
+    from vov3d.runtime.levers import autocast
 
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device_type, dtype=dtype)
+    return autocast(device_type, {"off": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[name])
 
 
 class Runner:
     """One variant of one config: its model (train and eval forms), optimizer, inputs, step functions."""
 
     def __init__(self, cfg, variant, batch, device):
-        from vov3d.models import build_model, speed
+        from vov3d import runtime
+        from vov3d.models import build_model
 
         self.variant, self.device = variant, device
         cfg = cfg.clone()
         cfg.defrost()
-        cfg.MODEL.MEMORY_FORMAT = variant.memory_format
-        cfg.MODEL.DEPTHWISE_IMPL = variant.depthwise
-        cfg.MODEL.FOLD_BN = variant.fold_bn
-        cfg.MODEL.CPU_FUSED_UNITS = "auto" if variant.fused_units else "off"
-        cfg.MODEL.COMPILE = variant.compile
-        cfg.MODEL.CUDNN_BENCHMARK = variant.cudnn_benchmark
+        if not variant.api:
+            cfg.MODEL.MEMORY_FORMAT = variant.memory_format
+            cfg.MODEL.DEPTHWISE_IMPL = variant.depthwise
+            cfg.MODEL.FOLD_BN = variant.fold_bn
+            cfg.MODEL.CPU_FUSED_UNITS = variant.fused_units
+            cfg.MODEL.COMPILE = variant.compile
+            cfg.MODEL.CUDNN_BENCHMARK = variant.cudnn_benchmark
+            cfg.MODEL.INFERENCE_AMP = variant.inference_amp
         self.cfg = cfg
         torch.manual_seed(cfg.RNG_SEED)
         self.model = build_model(cfg)
@@ -149,21 +149,33 @@ class Runner:
         self.scaler = torch.amp.GradScaler(device.type, enabled=variant.train_amp == "float16")
         g = torch.Generator().manual_seed(0)
         crop, frames = cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.NUM_FRAMES
-        clip = torch.randn(batch, cfg.DATA.INPUT_CHANNEL_NUM[0], frames, crop, crop, generator=g)
-        self.inputs = [speed.to_model_format(clip, cfg, device)]
+        self.clip = torch.randn(batch, cfg.DATA.INPUT_CHANNEL_NUM[0], frames, crop, crop, generator=g).to(device)
         self.labels = torch.randint(0, cfg.MODEL.NUM_CLASSES, (batch,), generator=g).to(device)
-        self.train_model = self.model if not variant.compile else torch.compile(self.model)
+        t = time.perf_counter()
+        if variant.plain or variant.api:
+            self.train_model = self.model  # api: training is the engine's (the `defaults` row)
+        else:
+            self.train_model = runtime.prepare_for_training(self.model, cfg, input_shape=tuple(self.clip.shape))
+        self.tune_s = time.perf_counter() - t
+        self.inputs = [runtime.to_model_format(self.clip, cfg)] if not (variant.plain or variant.api) else [self.clip]
         self._eval_model = None
 
     @property
     def eval_model(self):
         if self._eval_model is None:
-            from vov3d.models import speed
+            from vov3d import runtime
 
-            # The eval form is built from the weights as they are now, so it is an inference copy
-            # when folded (and shares the weights otherwise).
-            probe = [x[:1] for x in self.inputs]  # BN folding's one probe forward, at batch 1
-            self._eval_model = speed.prepare_model_for_inference(self.model, self.cfg, probe)
+            # The eval form is built from the weights as they are now (an inference copy).
+            if self.variant.plain:
+                self._eval_model = self.model
+            elif self.variant.api:
+                self._eval_model = runtime.prepare_for_inference(self.model)
+            else:
+                self._eval_model = runtime.prepare_for_inference(self.model, self.cfg)
+            t = time.perf_counter()
+            with torch.inference_mode():
+                self._eval_model.eval()(self.inputs)  # first call: the route is picked (measured or cached)
+            self.tune_s += time.perf_counter() - t
         return self._eval_model
 
     def set_global_flags(self):
@@ -189,8 +201,7 @@ class Runner:
     def eval_forward(self):
         m = self.eval_model
         m.eval()
-        with _autocast(self.device.type, self.variant.inference_amp):
-            return m(self.inputs)
+        return m(self.inputs)  # prepared models apply their own autocast
 
     def timed(self, fn, iters):
         """Returns the wall seconds of each of `iters` calls of fn."""
@@ -206,18 +217,20 @@ class Runner:
     @torch.inference_mode()
     def logits(self, model):
         """Returns the classifier outputs (pre-softmax) of `model` in eval mode on the inputs, fp32."""
-        captured = []
+        captured, handles = [], []
         name = getattr(self.model, "CLASSIFIER", None)
-        target = model.get_submodule(name) if name else None
-        handle = target.register_forward_hook(lambda m, i, o: captured.append(o)) if target is not None else None
+        if name:  # the classifier of the model and of every route an inference copy built
+            for m in model.modules():
+                if hasattr(m, "CLASSIFIER"):
+                    target = m.get_submodule(name)
+                    handles.append(target.register_forward_hook(lambda mod, i, o: captured.append(o)))
         model.eval()
         try:
-            with _autocast(self.device.type, self.variant.inference_amp):
-                out = model(self.inputs)
+            out = model(self.inputs)
         finally:
-            if handle is not None:
-                handle.remove()
-        return (captured[0] if captured else out).float().cpu()
+            for h in handles:
+                h.remove()
+        return (captured[-1] if captured else out).float().cpu()
 
 
 # ----------------------------------------------------------------------------------------------- #
@@ -302,7 +315,7 @@ def measure_memory_subprocess(cfg_file, opts, variant, args, device):
     env = dict(os.environ)
     env["PYTHONPATH"] = REPO_ROOT + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.run(
-        [sys.executable, "-m", "vov3d.utils.benchmark", "--child", json.dumps(spec)],
+        [sys.executable, "-m", "vov3d.bench.model", "--child", json.dumps(spec)],
         capture_output=True, text=True, env=env, cwd=REPO_ROOT,
     )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
@@ -370,20 +383,21 @@ def benchmark_config(cfg_file, opts, args, device):
         t = time.perf_counter()
         r = Runner(cfg, v, batch, device)
         r.set_global_flags()
-        for _ in range(args.warmup):
+        for _ in range(args.warmup if not v.api else 0):
             r.train_step()
         for _ in range(args.warmup):
             r.eval_forward()
         warm = time.perf_counter() - t
         runners.append(r)
-        rows.append({"variant": v.name, "levers": asdict(v), "warmup_s": warm, "train": [], "eval": []})
+        rows.append({"variant": v.name, "levers": asdict(v), "warmup_s": warm, "tune_s": r.tune_s,
+                     "train": [], "eval": []})
         logger.info("%s / %s: built and warmed up in %.1f s", os.path.basename(cfg_file or "defaults"), v.name, warm)
     # Equality with stock (fp32 logits in eval mode, same seed so same weights before training).
     ref = None
     for r, row in zip(runners, rows):
         torch.manual_seed(cfg.RNG_SEED)
         fresh = Runner(cfg, r.variant, batch, device)
-        lg = fresh.logits(fresh.eval_model if r.variant.fold_bn else fresh.model)
+        lg = fresh.logits(fresh.eval_model)
         if ref is None:
             ref = lg
         row["max_abs_logit_diff_vs_stock"] = float((lg - ref).abs().max())
@@ -395,24 +409,28 @@ def benchmark_config(cfg_file, opts, args, device):
             i = (k + rep) % n
             r, row = runners[i], rows[i]
             r.set_global_flags()
-            row["train"] += r.timed(r.train_step, args.iters)
+            if not r.variant.api:  # api: eval only (its training is the engine's, `defaults`)
+                row["train"] += r.timed(r.train_step, args.iters)
             row["eval"] += r.timed(r.eval_forward, args.iters)
     for r, row in zip(runners, rows):
         tr, ev = _median(row.pop("train")), _median(row.pop("eval"))
         row.update({
             "train_step_s": tr, "eval_forward_s": ev, "eval_per_clip_s": ev / batch,
-            "train_clips_per_s": batch / tr, "eval_clips_per_s": batch / ev,
+            "train_clips_per_s": batch / tr if tr else None, "eval_clips_per_s": batch / ev,
+            "route": _route_of(r),
         })
         if device.type == "cuda":
             r.set_global_flags()
             row.update(measure_memory_cuda(r))
     stock = rows[0]
     for row in rows:
-        row["train_ratio"] = row["train_step_s"] / stock["train_step_s"]
+        row["train_ratio"] = row["train_step_s"] / stock["train_step_s"] if row["train_step_s"] else None
         row["eval_ratio"] = row["eval_forward_s"] / stock["eval_forward_s"]
     del runners
     if device.type == "cpu" and not args.no_memory:
         for v, row in zip(variants, rows):
+            if v.api:
+                continue
             row.update(measure_memory_subprocess(cfg_file, opts, v, args, device))
     return {
         "cfg": cfg_file, "model": cfg.MODEL.MODEL_NAME, "batch": batch, "frames": cfg.DATA.NUM_FRAMES,
@@ -420,38 +438,79 @@ def benchmark_config(cfg_file, opts, args, device):
     }
 
 
-def check_goals(results, train_goal=0.65, eval_goal=0.60):
-    """Returns the issue's goals evaluated on the `defaults` variant of each config."""
-    goals = {}
-    per_clip = {}
+def _route_of(runner):
+    """Returns "train route / inference route" as the runtime picked them for a runner."""
+    train = getattr(runner.model, "runtime_route", "stock")
+    chosen = getattr(runner.eval_model, "_chosen", None)
+    infer = ",".join(sorted({r.name for r in chosen.values()})) if chosen else "stock"
+    return f"{train} / {infer}"
+
+
+GOALS = {"infer": 0.30, "train": 0.40, "api": 0.50, "vov3d_vs_x3d": 0.90}
+
+
+def check_goals(results, goals=GOALS):
+    """Returns the issue's goals: `defaults` eval (inference path) and train step, `api` eval, each
+    against `stock` of the same config, and VoV3D's `defaults` eval per clip against X3D's."""
+    out, per_clip = {}, {}
     for res in results:
         rows = {r["variant"]: r for r in res["variants"]}
-        d, s = rows.get("defaults"), rows["stock"]
-        if d is None:
-            continue
-        g = {"train_ratio": d["train_ratio"], "train_ok": d["train_ratio"] <= train_goal,
-             "eval_ratio": d["eval_ratio"], "eval_ok": d["eval_ratio"] <= eval_goal}
-        if "peak_rss_train_mb" in d and "peak_rss_train_mb" in s:
-            g["train_peak_rss_mb"], g["stock_train_peak_rss_mb"] = d["peak_rss_train_mb"], s["peak_rss_train_mb"]
-            g["memory_ok"] = d["peak_rss_train_mb"] <= s["peak_rss_train_mb"]
-        if "peak_alloc_train_mb" in d:
-            g["memory_ok"] = d["peak_alloc_train_mb"] <= s["peak_alloc_train_mb"]
-        goals[res["model"] + ":" + os.path.basename(res["cfg"] or "")] = g
-        per_clip.setdefault(res["model"], d["eval_per_clip_s"])
+        d, api = rows.get("defaults"), rows.get("api")
+        g = {}
+        if d is not None:
+            g.update({"infer_ratio": d["eval_ratio"], "infer_ok": d["eval_ratio"] <= goals["infer"]})
+            if d["train_ratio"] is not None:
+                g.update({"train_ratio": d["train_ratio"], "train_ok": d["train_ratio"] <= goals["train"]})
+            per_clip.setdefault(res["model"], d["eval_per_clip_s"])
+        if api is not None:
+            g.update({"api_eval_ratio": api["eval_ratio"], "api_eval_ok": api["eval_ratio"] <= goals["api"]})
+        if g:
+            out[res["model"] + ":" + os.path.basename(res["cfg"] or "")] = g
     if "VoV3D" in per_clip and "X3D" in per_clip:
-        goals["vov3d_eval_per_clip_vs_x3d"] = {
-            "ratio": per_clip["VoV3D"] / per_clip["X3D"], "ok": per_clip["VoV3D"] <= per_clip["X3D"]}
-    return goals
+        ratio = per_clip["VoV3D"] / per_clip["X3D"]
+        out["vov3d_eval_per_clip_vs_x3d"] = {"ratio": ratio, "ok": ratio <= goals["vov3d_vs_x3d"]}
+    return out
+
+
+def machine_info(device):
+    """Returns what the figures were measured on: CPU model, ISA flags, threads, GPU name."""
+    from vov3d.runtime.autotune import cpu_model
+
+    flags = set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    isa = [f for f in ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile", "asimd") if f in flags]
+    info = {"cpu": cpu_model(), "isa": isa, "threads": torch.get_num_threads(), "logical_cpus": os.cpu_count(),
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def format_machine(info):
+    """Returns the one-line description of machine_info's dict printed with every figure."""
+    line = (f"{info['cpu']} (ISA: {' '.join(info['isa']) or 'unknown'}; torch uses {info['torch_cpu_capability']}), "
+            f"{info['threads']} threads of {info['logical_cpus']} CPUs, torch {info['torch']}")
+    return line + (f", GPU {info['gpu']}" if info.get("gpu") else "")
 
 
 def run_model_benchmark(cfg_files, opts, args):
     """Benchmarks every config in `cfg_files`; returns the result dict (printed by the tool)."""
     device = pick_device(args.device)
     torch.set_num_threads(args.threads)
+    if not getattr(args, "keep_tune_cache", False):
+        # `defaults` measures its levers in this run, as a first run on this machine would.
+        os.environ["VOV3D_TUNE_CACHE"] = tempfile.mkdtemp(prefix="vov3d-tune-")
     results = [benchmark_config(f, opts, args, device) for f in (cfg_files or [None])]
     return {
-        "mode": "model", "device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "iters": args.iters, "repeats": args.repeats, "warmup": args.warmup,
+        "mode": "model", "device": str(device), "machine": machine_info(device), "threads": torch.get_num_threads(),
+        "torch": torch.__version__, "iters": args.iters, "repeats": args.repeats, "warmup": args.warmup,
         "configs": results, "goals": check_goals(results),
     }
 
@@ -461,30 +520,27 @@ def _fmt(x, spec, none="-"):
 
 
 def format_table(result):
-    """Returns the human-readable table of a run_model_benchmark result."""
-    lines = []
+    """Returns the human-readable table of a run_model_benchmark result (the machine named on top)."""
+    lines = [f"Machine: {format_machine(result['machine'])}"]
     mem_cpu = result["device"].startswith("cpu")
     for res in result["configs"]:
         lines.append(
             f"\n{os.path.basename(res['cfg'] or 'defaults')} ({res['model']}): batch {res['batch']}, "
             f"{res['frames']}x{res['crop']}^2, {result['device']}, {result['threads']} threads, "
             f"median of {result['iters']}x{result['repeats']} interleaved steps")
-        head = (f"{'variant':28s} {'train s':>8s} {'ratio':>6s} {'clip/s':>7s} | {'eval s':>8s} {'s/clip':>7s} "
-                f"{'ratio':>6s} {'clip/s':>7s} | {'peak train MB':>13s} {'peak eval MB':>12s} | {'max|dlogit|':>11s}")
+        head = (f"{'variant':30s} {'train s':>8s} {'ratio':>6s} | {'eval s':>8s} {'s/clip':>7s} "
+                f"{'ratio':>6s} | {'peak train MB':>13s} | {'max|dlogit|':>11s} | {'tune s':>6s} | route (train / eval)")
         lines += [head, "-" * len(head)]
         for r in res["variants"]:
-            if mem_cpu:
-                mt, me = r.get("peak_rss_train_mb"), r.get("peak_rss_eval_mb")
-            else:
-                mt, me = r.get("peak_alloc_train_mb"), r.get("peak_alloc_eval_mb")
+            mt = r.get("peak_rss_train_mb") if mem_cpu else r.get("peak_alloc_train_mb")
             lines.append(
-                f"{r['variant']:28s} {r['train_step_s']:8.3f} {r['train_ratio']:5.2f}x {r['train_clips_per_s']:7.2f} | "
-                f"{r['eval_forward_s']:8.3f} {r['eval_per_clip_s']:7.3f} {r['eval_ratio']:5.2f}x "
-                f"{r['eval_clips_per_s']:7.2f} | {_fmt(mt, '13.0f'):>13s} {_fmt(me, '12.0f'):>12s} | "
-                f"{r['max_abs_logit_diff_vs_stock']:11.1e}")
+                f"{r['variant']:30s} {_fmt(r['train_step_s'], '8.3f'):>8s} {_fmt(r['train_ratio'], '5.2f'):>5s}x | "
+                f"{r['eval_forward_s']:8.3f} {r['eval_per_clip_s']:7.3f} {r['eval_ratio']:5.2f}x | "
+                f"{_fmt(mt, '13.0f'):>13s} | {r['max_abs_logit_diff_vs_stock']:11.1e} | {r['tune_s']:6.1f} | {r['route']}")
     if result["goals"]:
-        lines.append("\nGoals (variant `defaults` vs `stock`): train <= 0.65x, eval <= 0.60x, peak train memory <= stock,"
-                     " VoV3D eval per clip <= X3D")
+        lines.append(f"\nGoals vs `stock` (machine: {format_machine(result['machine'])}): defaults eval <= "
+                     f"{GOALS['infer']}x, train <= {GOALS['train']}x; api eval <= {GOALS['api']}x; "
+                     f"VoV3D eval per clip <= {GOALS['vov3d_vs_x3d']}x X3D")
         for k, g in result["goals"].items():
             lines.append(f"  {k}: " + ", ".join(f"{a}={_fmt(b, '.3f') if isinstance(b, float) else b}"
                                                  for a, b in g.items()))
@@ -506,6 +562,8 @@ def add_model_args(parser):
     g.add_argument("--levers", default="", help="comma-separated variant names to run (stock is always run)")
     g.add_argument("--no-memory", dest="no_memory", action="store_true", help="skip the peak-memory subprocesses")
     g.add_argument("--json", action="store_true", help="print the result as JSON only (table to stderr)")
+    g.add_argument("--keep-tune-cache", dest="keep_tune_cache", action="store_true",
+                   help="let `defaults` use decisions cached by earlier runs (default: measure afresh)")
     return parser
 
 

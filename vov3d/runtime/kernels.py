@@ -1,4 +1,4 @@
-"""Builds and loads the C kernels in vov3d/models/csrc/ for CPU inference.
+"""Builds and loads the C kernels in vov3d/runtime/csrc/ for CPU inference.
 
 The kernels are plain C (no PyTorch headers), compiled on first use with the system C compiler
 (`$CC`, else `cc`) for the CPU at hand (-march=native), and called through ctypes on tensors'
@@ -28,7 +28,7 @@ import torch  # noqa: F401  (loaded first: the kernel then shares torch's OpenMP
 logger = logging.getLogger(__name__)
 
 CSRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc")
-ABI_VERSION = 2
+ABI_VERSION = 3
 
 _lock = threading.Lock()
 _libraries = {}

@@ -4,11 +4,13 @@ VoV3D's unit (and X3D's bottleneck with X3D.UNIT d2plus1d) is a chain of narrow 
 ReLU, depthwise 1x3x3, depthwise 3x1x1, [SE], Swish, 1x1x1 conv, [+ input, ReLU]. On a CPU each op
 is a pass over a tensor too large for the cache, so the unit costs about ten memory passes while
 its arithmetic is small; VoV3D-M moves 1.5x the activations of X3D-M for the same clip. The
-kernel in vov3d/models/csrc/d2plus1d_cpu.c does the unit in two passes (see there), and a T-OSA
+kernel in vov3d/runtime/csrc/d2plus1d_cpu.c does the unit in two passes (see there), and a T-OSA
 block built of such units writes every unit straight into its concatenation buffer, so the
 `torch.cat` copy goes too.
 
-This runs on the BN-folded inference copy only (speed.prepare_model_for_inference): each block is
+Blocks say what they are made of (`fusable_parts()`, `aggregation_parts()`), so this file needs no
+model family. It runs on BN-folded inference copies only (vov3d.runtime.prepare_for_inference, where
+`auto` keeps it only when it measures faster): each block is
 wrapped, never rewritten, and falls back to its own forward whenever the kernel does not apply
 (autograd, another dtype or device, a layout other than channels-last rows, no C compiler).
 Outputs stay within 1e-5 of the stock path (tests/test_fused_units.py).
@@ -20,11 +22,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vov3d.models import cpu_kernels
 from vov3d.models.layers import SqueezeExcitation, Swish
-from vov3d.models.speed import set_submodule
-from vov3d.models.vov3d import BottleneckUnit, TOSATransform
-from vov3d.models.x3d import X3DTransform
+from vov3d.runtime import kernels
+from vov3d.runtime.fold_bn import set_submodule
 
 logger = logging.getLogger(__name__)
 
@@ -50,24 +50,22 @@ def _is_depthwise(conv, kernel, padding, temporal_stride=1):
     )
 
 
-def d2plus1d_parts(block):
+def d2plus1d_parts(block, folded=True):
     """Returns the pieces of a BN-folded D(2+1)D bottleneck as a dict, or None when `block` is not
-    one the kernel computes exactly (another middle, BatchNorms left, other kernel sizes, ...)."""
-    if isinstance(block, BottleneckUnit):
-        a, a_bn, c, c_bn = block.a[0], block.a[1], block.c[0], block.c[1]
-        act, residual, relu = block.swish, block.residual, True
-    elif isinstance(block, X3DTransform):
-        a, a_bn, c, c_bn = block.a, block.a_bn, block.c, block.c_bn
-        act, residual, relu = block.b_relu, False, False
-    else:
+    one the kernel computes exactly (another middle, BatchNorms left, other kernel sizes, ...).
+    `folded=False` accepts BatchNorms still there (would the block be fused once folded?)."""
+    describe = getattr(block, "fusable_parts", None)
+    if not callable(describe):
         return None
-    if list(block.middle) != ["b1", "b2"]:
+    p = describe()
+    a, c, act, out_act, se = p["a"], p["c"], p["act"], p["out_act"], p["se"]
+    if len(p["middle"]) != 2 or (out_act is not None and type(out_act) is not nn.ReLU):
         return None
-    b1, b2, se = block.b1, block.b2, getattr(block, "se", None)
+    b1, b2 = (getattr(block, name) for name in p["middle"])
     inner = a.out_channels if isinstance(a, nn.Conv3d) else -1
     ok = (
-        all(isinstance(m, nn.Identity) for m in (a_bn, block.b_bn, c_bn))
-        and type(block.a_relu) is nn.ReLU and type(act) is Swish
+        (not folded or all(isinstance(m, nn.Identity) for m in (p["a_bn"], p["mid_bn"], p["c_bn"])))
+        and type(p["a_act"]) is nn.ReLU and type(act) is Swish
         and _is_pointwise(a) and _is_pointwise(c) and c.in_channels == inner
         and _is_depthwise(b1, (1, 3, 3), (0, 1, 1)) and b1.in_channels == inner and b1.bias is None
         and b1.stride[1] == b1.stride[2]
@@ -76,7 +74,7 @@ def d2plus1d_parts(block):
     )
     if not ok:
         return None
-    return {"a": a, "b1": b1, "b2": b2, "c": c, "se": se, "residual": residual, "relu": relu,
+    return {"a": a, "b1": b1, "b2": b2, "c": c, "se": se, "residual": p["residual"], "relu": out_act is not None,
             "stride": b1.stride[1]}
 
 
@@ -135,7 +133,7 @@ class FusedD2plus1d(nn.Module):
     @property
     def lib(self):
         # Looked up, not stored: a ctypes library cannot be deep-copied or pickled with the module.
-        return cpu_kernels.load_library("d2plus1d_cpu")
+        return kernels.load_library("d2plus1d_cpu")
 
     def out_size(self, h, w):
         return (h - 1) // self.stride + 1, (w - 1) // self.stride + 1
@@ -164,7 +162,7 @@ class FusedD2plus1d(nn.Module):
         threads = torch.get_num_threads()
         y = torch.empty((n, frames, h, w, self.cp))
         ysum = torch.empty((n, self.cp))
-        ptr = cpu_kernels.pointer
+        ptr = kernels.pointer
         ldx = _row_stride(x)
         status = self.lib.d2plus1d_front(
             ptr(x), ldx, n, frames, hin, win, self.cin, ptr(self.wa), ptr(self.ba), self.cp, self.stride,
@@ -201,14 +199,15 @@ class FusedTOSA(nn.Module):
         self.block = block
 
     def forward(self, x):
-        layers = self.block.layers
+        parts = self.block.aggregation_parts()
+        layers = parts["units"]
         if not layers[0].applies(x):
             return self.block(x)
         n, c, frames, hin, win = x.shape
         h, w = layers[0].out_size(hin, win)
-        buf = torch.empty((n, self.block.c.in_channels, frames, h, w), memory_format=torch.channels_last_3d)
+        buf = torch.empty((n, parts["conv"].in_channels, frames, h, w), memory_format=torch.channels_last_3d)
         offset = 0
-        if self.block.keep_input:
+        if parts["keep_input"]:
             buf[:, :c].copy_(x)
             offset = c
         inp = x
@@ -216,14 +215,20 @@ class FusedTOSA(nn.Module):
             out = buf[:, offset:offset + layer.cout]
             layer.compute(inp, out)
             inp, offset = out, offset + layer.cout
-        return self.block.c_bn(self.block.c(buf))
+        return parts["bn"](parts["conv"](buf))
+
+
+def has_fusable_units(model):
+    """True when `model` has D(2+1)D bottlenecks the kernel would run once its BatchNorms are folded."""
+    return any(d2plus1d_parts(m, folded=False) is not None for m in model.modules())
 
 
 def fuse_d2plus1d_blocks(model):
     """Wraps, in place, every BN-folded D(2+1)D bottleneck of `model` in FusedD2plus1d and every
-    T-OSA block made only of them in FusedTOSA. Returns the number of bottlenecks wrapped (0 when
-    the kernel cannot be built here). For inference copies only (speed.prepare_model_for_inference)."""
-    if cpu_kernels.load_library("d2plus1d_cpu") is None:
+    aggregating block (`aggregation_parts()`, T-OSA) made only of them in FusedTOSA. Returns the
+    number of bottlenecks wrapped (0 when the kernel cannot be built here). For inference copies
+    only (vov3d.runtime.prepare_for_inference)."""
+    if kernels.load_library("d2plus1d_cpu") is None:
         return 0
     # Blocks already wrapped (a second call) are left as they are.
     wrapped = tuple(n + "." for n, m in model.named_modules() if isinstance(m, (FusedD2plus1d, FusedTOSA)))
@@ -236,7 +241,8 @@ def fuse_d2plus1d_blocks(model):
     for name, m in list(model.named_modules()):
         if name.startswith(wrapped):
             continue
-        if isinstance(m, TOSATransform) and name and all(isinstance(u, FusedD2plus1d) for u in m.layers):
+        describe = getattr(m, "aggregation_parts", None)
+        if callable(describe) and name and all(isinstance(u, FusedD2plus1d) for u in describe()["units"]):
             set_submodule(model, name, FusedTOSA(m))
     logger.debug("Fused %d D(2+1)D bottlenecks for CPU inference", count)
     return count

@@ -13,7 +13,7 @@
    whole clip, hence the split.
 
    Internal buffers (y, weights) pad channels to a multiple of 16 with zeros. Built by
-   vov3d/models/cpu_kernels.py with the system C compiler (-O3 -march=native, OpenMP when available);
+   vov3d/runtime/kernels.py with the system C compiler (-O3 -march=native, OpenMP when available);
    plain C with GCC/Clang vector extensions, no fast-math (the process's FP state is left alone). */
 
 #include <stdlib.h>
@@ -25,58 +25,74 @@
 #include <immintrin.h>
 #endif
 
+/* The vector width follows the ISA the library is compiled for: 16 floats (one zmm register) with
+   AVX-512, 8 (one ymm register) with AVX/AVX2, else 4 (SSE, NEON). A 16-float vector on an
+   AVX2 machine is two ymm registers, so the 6 x 2 GEMM tile needed 24 of the 16 ymm registers and
+   spilled its accumulators to the stack in every inner iteration: the kernel ran ~3x slower than
+   stock ops there. Buffers stay padded to 16 channels (a multiple of every width). */
+#if defined(__AVX512F__)
 #define VW 16
-typedef float v16 __attribute__((vector_size(64), aligned(4)));
-typedef int vi16 __attribute__((vector_size(64), aligned(4)));
-
-#define LD(p) (*(const v16 *)(p))
-#define ST(p, v) (*(v16 *)(p) = (v))
-
-static inline v16 splat(float a) { return (v16){a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a}; }
-static inline v16 relu16(v16 v) { return (v16)((vi16)v & (vi16)(v > splat(0.f))); }
-static inline v16 select16(vi16 m, v16 a, v16 b) { return (v16)((m & (vi16)a) | (~m & (vi16)b)); }
-
-static inline v16 load_part(const float *p, int n) {
-#ifdef __AVX512F__
-  return (v16)_mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), p);
+#elif defined(__AVX__)
+#define VW 8
 #else
-  v16 v = splat(0.f);
-  memcpy(&v, p, (size_t)n * sizeof(float));
+#define VW 4 /* SSE / NEON: 16-byte registers */
+#endif
+typedef float vf __attribute__((vector_size(VW * 4), aligned(4)));
+typedef int vi __attribute__((vector_size(VW * 4), aligned(4)));
+
+#define LD(p) (*(const vf *)(p))
+#define ST(p, v) (*(vf *)(p) = (v))
+
+static inline vf splat(float a) {
+  vf v;
+  for (int i = 0; i < VW; i++) v[i] = a; /* one broadcast; 0 + a would add (-0.0 semantics) first */
+  return v;
+}
+static inline vf relu_v(vf v) { return (vf)((vi)v & (vi)(v > splat(0.f))); }
+static inline vf select_v(vi m, vf a, vf b) { return (vf)((m & (vi)a) | (~m & (vi)b)); }
+
+/* The first n (< VW) lanes of p; the rest zero. */
+static inline vf load_part(const float *p, int n) {
+#ifdef __AVX512F__
+  return (vf)_mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), p);
+#else
+  vf v = splat(0.f);
+  for (int i = 0; i < n; i++) v[i] = p[i];
   return v;
 #endif
 }
 
-static inline void store_part(float *p, v16 v, int n) {
+static inline void store_part(float *p, vf v, int n) {
 #ifdef __AVX512F__
   _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1), (__m512)v);
 #else
-  memcpy(p, &v, (size_t)n * sizeof(float));
+  for (int i = 0; i < n; i++) p[i] = v[i];
 #endif
 }
 
 /* exp(x), Cephes' single-precision polynomial (relative error ~1e-7); x is clamped to the range
    where the result is a normal float. */
-static inline v16 exp16(v16 x) {
-  const v16 hi = splat(88.0f), lo = splat(-87.0f); /* 2^n stays a normal float */
-  x = select16(x > hi, hi, x);
-  x = select16(x < lo, lo, x);
-  const v16 magic = splat(12582912.0f); /* 1.5 * 2^23: adding it rounds to an integer */
-  v16 t = x * splat(1.44269504088896341f) + magic;
-  vi16 n = (vi16)t - (vi16)magic;
-  v16 fn = t - magic;
-  v16 r = x - fn * splat(0.693359375f) + fn * splat(2.12194440e-4f);
-  v16 p = splat(1.9875691500e-4f);
+static inline vf exp_v(vf x) {
+  const vf hi = splat(88.0f), lo = splat(-87.0f); /* 2^n stays a normal float */
+  x = select_v(x > hi, hi, x);
+  x = select_v(x < lo, lo, x);
+  const vf magic = splat(12582912.0f); /* 1.5 * 2^23: adding it rounds to an integer */
+  vf t = x * splat(1.44269504088896341f) + magic;
+  vi n = (vi)t - (vi)magic;
+  vf fn = t - magic;
+  vf r = x - fn * splat(0.693359375f) + fn * splat(2.12194440e-4f);
+  vf p = splat(1.9875691500e-4f);
   p = p * r + splat(1.3981999507e-3f);
   p = p * r + splat(8.3334519073e-3f);
   p = p * r + splat(4.1665795894e-2f);
   p = p * r + splat(1.6666665459e-1f);
   p = p * r + splat(5.0000001201e-1f);
   p = p * r * r + r + splat(1.f);
-  vi16 e = (n + 127) << 23;
-  return p * (v16)e;
+  vi e = (n + 127) << 23;
+  return p * (vf)e;
 }
 
-static inline v16 swish16(v16 v) { return v / (splat(1.f) + exp16(-v)); }
+static inline vf swish_v(vf v) { return v / (splat(1.f) + exp_v(-v)); }
 
 /* ------------------------------------------------------------------------------------------- */
 /* GEMM with fused epilogue: C[M x N] = act(A[M x K] B[K x Np] + bias (+ Rsd)).                  */
@@ -86,14 +102,14 @@ static inline v16 swish16(v16 v) { return v / (splat(1.f) + exp16(-v)); }
 static inline __attribute__((always_inline)) void gemm_tile(
     int R, int NV, const float *A, long lda, int K, const float *B, int Np, const float *bias, float *C, long ldc,
     int ncols, const float *Rsd, long ldr, int relu) {
-  v16 acc[6][2];
+  vf acc[6][2];
   for (int i = 0; i < R; i++)
     for (int v = 0; v < NV; v++) acc[i][v] = LD(bias + v * VW);
   for (int k = 0; k < K; k++) {
-    v16 b[2];
+    vf b[2];
     for (int v = 0; v < NV; v++) b[v] = LD(B + (long)k * Np + v * VW);
     for (int i = 0; i < R; i++) {
-      v16 a = splat(A[i * lda + k]);
+      vf a = splat(A[i * lda + k]);
       for (int v = 0; v < NV; v++) acc[i][v] += a * b[v];
     }
   }
@@ -101,15 +117,15 @@ static inline __attribute__((always_inline)) void gemm_tile(
     for (int v = 0; v < NV; v++) {
       int n = ncols - v * VW;
       if (n <= 0) break;
-      v16 o = acc[i][v];
+      vf o = acc[i][v];
       float *c = C + i * ldc + v * VW;
       if (n >= VW) {
         if (Rsd) o += LD(Rsd + i * ldr + v * VW);
-        if (relu) o = relu16(o);
+        if (relu) o = relu_v(o);
         ST(c, o);
       } else {
         if (Rsd) o += load_part(Rsd + i * ldr + v * VW, n);
-        if (relu) o = relu16(o);
+        if (relu) o = relu_v(o);
         store_part(c, o, n);
       }
     }
@@ -158,7 +174,7 @@ static void dw3x3(const float *in, int Hin, int Win, int Cp, const float *w, int
       int i0 = h * s - 1 < 0 ? 1 : 0, i1 = h * s + 1 >= Hin ? 2 : 3;
       int j0 = x * s - 1 < 0 ? 1 : 0, j1 = x * s + 1 >= Win ? 2 : 3;
       for (int c = 0; c < Cp; c += VW) {
-        v16 acc = splat(0.f);
+        vf acc = splat(0.f);
         for (int i = i0; i < i1; i++)
           for (int j = j0; j < j1; j++)
             acc += LD(w + (i * 3 + j) * Cp + c) * LD(in + ((long)(h * s + i - 1) * Win + (x * s + j - 1)) * Cp + c);
@@ -214,11 +230,11 @@ int d2plus1d_front(const float *x, long ldx, int N, int T, int Hin, int Win, int
         const float *prev = t > 0 ? RING(t - 1) : 0, *cur = RING(t), *next = t + 1 < T ? RING(t + 1) : 0;
         float *yt = y + ((long)n * T + t) * P * Cp;
         for (int c = 0; c < Cp; c += VW) {
-          const v16 w0 = LD(W2 + c), w1 = LD(W2 + Cp + c), w2 = LD(W2 + 2 * Cp + c), bb = LD(b2 + c);
-          v16 acc = splat(0.f);
+          const vf w0 = LD(W2 + c), w1 = LD(W2 + Cp + c), w2 = LD(W2 + 2 * Cp + c), bb = LD(b2 + c);
+          vf acc = splat(0.f);
           for (long p = 0; p < P; p++) {
             const long o = p * Cp + c;
-            v16 v = bb + w1 * LD(cur + o);
+            vf v = bb + w1 * LD(cur + o);
             if (prev) v += w0 * LD(prev + o);
             if (next) v += w2 * LD(next + o);
             ST(yt + o, v);
@@ -268,9 +284,9 @@ int d2plus1d_back(const float *y, int N, long TP, int Cp, const float *scale, co
         const float *sc = scale ? scale + (m / TP) * Cp : 0;
         float *zm = z + (m - m0) * Cp;
         for (int c = 0; c < Cp; c += VW) {
-          v16 v = LD(ym + c);
+          vf v = LD(ym + c);
           if (sc) v *= LD(sc + c);
-          ST(zm + c, swish16(v));
+          ST(zm + c, swish_v(v));
         }
       }
       gemm(z, Cp, m1 - m0, Cp, Wc, Coutp, bc, out + m0 * ldo, ldo, Cout, res ? res + m0 * ldr : 0, ldr, relu);
@@ -281,4 +297,4 @@ int d2plus1d_back(const float *y, int N, long TP, int Cp, const float *scale, co
 }
 
 /* Lets the loader check that it has the library it built. */
-int d2plus1d_abi_version(void) { return 2; }
+int d2plus1d_abi_version(void) { return 3; }

@@ -1,0 +1,145 @@
+"""Conv routes: the same nn.Conv3d parameters run through a faster forward, chosen per model.
+
+`ChannelsLastConv3d` keeps channels-last clips channels-last on CPU; `DepthwiseConv3d` runs a
+depthwise Conv3d whose kernel is 1 x kh x kw (spatial) as a depthwise Conv2d over the N*T frames,
+and one whose kernel is kt x 1 x 1 (temporal) as a depthwise kt x 1 Conv2d over (T, H*W). The
+Conv2d weights are views of the Conv3d parameters, so state_dict names, shapes and values are
+unchanged and gradients land in the Conv3d parameters. With channels_last_3d activations both
+reshapes are views (no copy). Depthwise Conv3d backward is slow on CPU (pytorch/pytorch#37406,
+#110885); depthwise Conv2d is well optimised. Full 3x3x3 depthwise kernels (X3D) stay Conv3d:
+splitting them into shifted Conv2d taps measured slower.
+
+Routes are applied by the runtime's prepare steps (vov3d/runtime/prepare.py), never by build_model:
+the module a user builds is the plain one. Every route keeps outputs within 1e-5 (tests/test_speed.py).
+"""
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class ChannelsLastConv3d(nn.Conv3d):
+    """An nn.Conv3d that keeps channels-last clips channels-last on CPU.
+
+    For a batch of one (a test clip, a demo video), PyTorch's CPU dispatch picks its reference
+    `slow_conv3d` for some convs (a 3-channel stem conv, 1x1x1 convs) even when the input is
+    channels_last_3d: it returns NCTHW, so every later layer pays a layout change, and the stem conv
+    alone ran 11x slower (17 ms vs 1.5 ms at 16x224^2). This sends fp32 channels-last CPU inputs
+    to oneDNN, as PyTorch itself does for larger batches (differentiable, same numerics class);
+    anything else takes the stock forward. Retyped in place by `apply_conv_routes`.
+    """
+
+    def forward(self, x):
+        if (
+            x.dim() == 5 and x.device.type == "cpu" and x.dtype == torch.float32
+            and self.weight.dtype == torch.float32 and self.padding_mode == "zeros"
+            and not isinstance(self.padding, str) and torch.backends.mkldnn.is_available()
+            and torch.backends.mkldnn.enabled and not torch.is_autocast_enabled("cpu")
+            and x.is_contiguous(memory_format=torch.channels_last_3d) and x.numel() > 0
+            and not torch.jit.is_tracing()  # traces (fvcore's FLOP count, exports) keep aten::_convolution
+        ):
+            return torch.mkldnn_convolution(
+                x, self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups
+            )
+        return super().forward(x)
+
+
+def route_channels_last_convs(model):
+    """Retypes every plain nn.Conv3d of `model` to ChannelsLastConv3d, in place; returns how many.
+    Parameters and state_dict are untouched."""
+    count = 0
+    for m in model.modules():
+        if type(m) is nn.Conv3d:
+            m.__class__ = ChannelsLastConv3d
+            count += 1
+    return count
+
+
+class DepthwiseConv3d(ChannelsLastConv3d):
+    """A depthwise nn.Conv3d (1 x kh x kw or kt x 1 x 1 kernel) with a switchable forward.
+
+    Never constructed directly: `set_depthwise_impl` retypes existing nn.Conv3d modules, so the
+    parameters, their names and the checkpoint format stay those of nn.Conv3d.
+    `depthwise_impl == "conv3d"` is the Conv3d forward (ChannelsLastConv3d's).
+    """
+
+    depthwise_impl = "conv3d"
+
+    def forward(self, x):
+        if self.depthwise_impl != "conv2d" or x.dim() != 5:
+            return super().forward(x)
+        if self.kernel_size[0] == 1:
+            return self._spatial(x)
+        return self._temporal(x)
+
+    def _spatial(self, x):
+        n, c, t, h, w = x.shape
+        weight = self.weight.squeeze(2)  # (C, 1, kh, kw), a view
+        args = (self.stride[1:], self.padding[1:], self.dilation[1:])
+        if x.is_contiguous(memory_format=torch.channels_last_3d) or t == 1:
+            # (N, C, T, H, W) channels-last -> (N*T, C, H, W) channels-last: a view.
+            y = F.conv2d(x.transpose(1, 2).reshape(n * t, c, h, w), weight, self.bias, *args, self.groups)
+            return y.reshape(n, t, c, y.shape[-2], y.shape[-1]).transpose(1, 2)
+        # NCTHW: channel c of frame i is channel c*T + i of (N, C*T, H, W), a view.
+        bias = self.bias.repeat_interleave(t) if self.bias is not None else None
+        y = F.conv2d(x.reshape(n, c * t, h, w), weight.repeat_interleave(t, 0), bias, *args, c * t)
+        return y.reshape(n, c, t, y.shape[-2], y.shape[-1])
+
+    def _temporal(self, x):
+        h, w = x.shape[-2:]
+        y = F.conv2d(
+            x.flatten(3), self.weight.squeeze(-1), self.bias,
+            (self.stride[0], 1), (self.padding[0], 0), (self.dilation[0], 1), self.groups,
+        )
+        return y.unflatten(3, (h, w))
+
+
+def is_factorizable_depthwise(m):
+    """True for a depthwise nn.Conv3d (one filter per channel) with a 1 x kh x kw or kt x 1 x 1 kernel."""
+    if not isinstance(m, nn.Conv3d) or m.padding_mode != "zeros" or isinstance(m.padding, str):
+        return False
+    if not (m.groups == m.in_channels == m.out_channels):
+        return False
+    kt, kh, kw = m.kernel_size
+    if kt == 1:
+        return m.stride[0] == 1 and m.padding[0] == 0
+    if kh == 1 and kw == 1:
+        return m.stride[1:] == (1, 1) and m.padding[1:] == (0, 0)
+    return False
+
+
+def set_depthwise_impl(model, impl):
+    """Runs every factorizable depthwise Conv3d of `model` as `impl` ("conv2d" | "conv3d"), in place.
+
+    Returns the number of convs switched. Parameters and state_dict are untouched.
+    """
+    if impl not in ("conv2d", "conv3d"):
+        raise ValueError(f"depthwise impl must be conv2d or conv3d, got {impl!r}")
+    count = 0
+    for m in model.modules():
+        if type(m) in (nn.Conv3d, ChannelsLastConv3d) and impl == "conv2d" and is_factorizable_depthwise(m):
+            m.__class__ = DepthwiseConv3d
+        if isinstance(m, DepthwiseConv3d):
+            m.depthwise_impl = impl
+            count += 1
+    return count
+
+
+
+
+def apply_conv_routes(model, memory_format, depthwise):
+    """Puts `model`'s weights in `memory_format` (a torch.memory_format), runs its factorizable
+    depthwise convs as `depthwise` ("conv2d" | "conv3d") and, in channels_last_3d, every other Conv3d
+    as ChannelsLastConv3d; in place (parameters keep their identity); returns `model`.
+
+    Routes applied before are undone first: a contiguous model runs plain nn.Conv3d forwards, also
+    for the ambiguous tensors (one channel, 1x1 maps) that count as channels-last too."""
+    for m in model.modules():
+        if isinstance(m, ChannelsLastConv3d):
+            m.__class__ = nn.Conv3d
+            m.__dict__.pop("depthwise_impl", None)
+    model.to(memory_format=memory_format)
+    set_depthwise_impl(model, depthwise)
+    if memory_format == torch.channels_last_3d:
+        route_channels_last_convs(model)
+    return model
