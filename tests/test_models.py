@@ -87,8 +87,9 @@ def test_official_checkpoint_train_logits(fixture_io):
     # differences between CPUs' kernels (6.9e-7 seen on an Intel AVX-512 machine, 1.5e-5 on an AMD
     # EPYC AVX2 one, on logits of magnitude ~1); a structural difference would be orders larger.
     assert (y - io["train_outputs"][0]).abs().max().item() <= 5e-5
+    state = model.state_dict()
     for key, value in io["bn_stats_after_train_forward"].items():
-        assert torch.allclose(model.state_dict()[key].float(), value.float(), atol=1e-5), key
+        assert torch.allclose(state[key].float(), value.float(), atol=1e-5), key
 
 
 def test_state_dict_matches_official_listing():

@@ -147,12 +147,14 @@ def test_layout_levers_keep_eval_outputs_and_state_dict(name, clip):
     plain = build(tiny_cfg(name))
     ref = logits(plain, clip)
     ref_probs = plain.eval()([clip]).detach()
+    plain_state = plain.state_dict()
     for fmt, impl in LAYOUTS:
         cfg = tiny_cfg(name, fmt, impl)
         model = build(cfg)
-        assert list(model.state_dict()) == list(plain.state_dict())
-        for k, v in model.state_dict().items():
-            assert v.shape == plain.state_dict()[k].shape and torch.equal(v, plain.state_dict()[k]), k
+        state = model.state_dict()
+        assert list(state) == list(plain_state)
+        for k, v in state.items():
+            assert v.shape == plain_state[k].shape and torch.equal(v, plain_state[k]), k
         x = to_model_format(clip, cfg)
         assert torch.allclose(logits(model, x), ref, atol=TOL), (fmt, impl)
         assert torch.allclose(model.eval()([x]).detach(), ref_probs, atol=TOL)
