@@ -10,6 +10,7 @@ import sys
 import time
 
 from vov3d.utils import distributed as du
+from vov3d.utils.checkpoint import write_atomically
 from vov3d.utils import env
 
 logger = logging.getLogger(__name__)
@@ -165,19 +166,8 @@ def drop_metrics_after(output_dir, epoch_float):
 
 
 def atomic_write_text(path, text):
-    """Writes `text` to `path` through a temporary file and a rename; returns path."""
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
+    """Writes `text` to `path` through a temporary file and a rename (the checkpoints' writer); returns path."""
+    return write_atomically(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def remove_orphan_temp_files(output_dir):

@@ -21,10 +21,11 @@ import logging
 import os
 import platform
 import statistics
-import tempfile
 import time
 
 import torch
+
+from vov3d.utils.checkpoint import write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -113,11 +114,7 @@ def save_decision(key, choice, medians):
     entry = {"key": key, "choice": choice, "medians_s": medians, "when": time.strftime("%Y-%m-%dT%H:%M:%S")}
     path = _path(key)
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tune-", suffix=".json", dir=os.path.dirname(path))
-        with os.fdopen(fd, "w") as f:
-            json.dump(entry, f, indent=1)
-        os.replace(tmp, path)
+        write_atomically(path, lambda f: f.write(json.dumps(entry, indent=1).encode("utf-8")))
     except OSError as e:
         logger.warning("Could not cache the speed decision in %s: %s", cache_dir(), e)
         return None

@@ -107,7 +107,7 @@ def _umask():
     return mask
 
 
-def _write_atomically(path, write):
+def write_atomically(path, write):
     """Calls write(binary file) on a temporary file beside `path`, then fsyncs and renames it onto path
     (mode 0666 minus the umask, as open() would give; mkstemp's are 0600); returns path."""
     folder = os.path.dirname(os.path.abspath(path))
@@ -161,11 +161,11 @@ def atomic_torch_save(obj, path):
         torch.save(obj, w)
         digest["hex"] = w.sha.hexdigest()
 
-    _write_atomically(path, write)
+    write_atomically(path, write)
     # Killed between the two renames, the checkpoint is complete (fsynced) but has no checksum: it then
     # loads as an unchecked file, with a warning.
     line = f"{digest['hex']}  {os.path.basename(path)}\n".encode()
-    _write_atomically(path + CHECKSUM_SUFFIX, lambda f: f.write(line))
+    write_atomically(path + CHECKSUM_SUFFIX, lambda f: f.write(line))
     return path
 
 
