@@ -158,17 +158,21 @@ def download(url, sha256="", progress=True):
     """Returns the cached copy of `url`, downloading it first if needed; checks it against `sha256` (a
     full digest or a prefix; "" when none is published: the first download's digest is recorded)."""
     path = cached_path(url)
-    if not os.path.exists(path + ".sha256"):
+
+    def cached():
+        return os.path.isfile(path) and os.path.isfile(path + ".sha256")
+
+    if not cached():
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path + ".lock", "a") as lock:
             if fcntl is not None:
                 fcntl.flock(lock, fcntl.LOCK_EX)  # one process downloads, the others then find the file
-            if not os.path.exists(path + ".sha256"):
+            if not cached():
                 _fetch(url, path, sha256, progress)
     recorded = stored_checksum(path)
-    if not os.path.isfile(path) or not recorded:
-        raise CheckpointCorrupt(f"{path} (cached from {url}) is missing or has an empty checksum file: delete both "
-                                "to download again")
+    if not recorded:
+        raise CheckpointCorrupt(f"{path + '.sha256'} (cached from {url}) is empty: delete it and {path} to "
+                                "download again")
     _check_digest(url, recorded, sha256)  # a checksum file written before the registry knew the digest
     return path
 
