@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 
 .PHONY: demo test install
 
-$(VENV)/.installed: setup.py
+$(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip >/dev/null
 	$(PY) -m pip install -e ".[test]"

@@ -1,50 +1,16 @@
 #!/usr/bin/env python3
 """Top-5 labels of a video file, with the same test views as evaluation.
 
-    python tools/demo_net.py --cfg configs/demo/VoV3D_M_demo.yaml --video clip.webm \
-        [TEST.CHECKPOINT_FILE_PATH path.pyth] [KEY VALUE ...]
-
-Weights: TEST.CHECKPOINT_FILE_PATH, else the newest checkpoint in OUTPUT_DIR. Class names: the
-checkpoint's, else DEMO.LABEL_FILE_PATH (JSON {name: index}), else the TEST.DATASET's.
+The command itself is vov3d/cli/demo_net.py (installed as a console script, see pyproject.toml); this file
+runs it from a source checkout without installing.
 """
 
-import argparse
-import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from vov3d.engine.demo import predict_video  # noqa: E402
-from vov3d.engine.launch import EXIT_USER_ERROR, USER_ERRORS, error_line  # noqa: E402
-from vov3d.utils.parser import config_from_args  # noqa: E402
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cfg", dest="cfg_file", required=True, help="YAML config the model was trained with")
-    parser.add_argument("--video", required=True, help="video file (mp4, webm, avi, ...)")
-    parser.add_argument("--top", type=int, default=5, help="how many labels to print")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
-    args = parser.parse_args(argv)
-    args.init_method, args.num_shards, args.shard_id = None, None, None
-    try:
-        cfg = config_from_args(args)
-        cfg.NUM_GPUS = min(cfg.NUM_GPUS, 1)
-        result = predict_video(cfg, args.video, top=args.top)
-    except USER_ERRORS as e:
-        print(error_line(e), file=sys.stderr)
-        return EXIT_USER_ERROR
-    if args.json:
-        print(json.dumps(result, indent=2))
-        return 0
-    print(f"{args.video}: {result['views']} views ({result['clips']} clips x {result['crops']} crops), "
-          f"weights {result['checkpoint'] or 'random (no checkpoint found)'}")
-    for rank, (name, score) in enumerate(result["top"], 1):
-        print(f"{rank}. {score:6.2%}  {name}")
-    return 0
-
+from vov3d.cli.demo_net import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Train and then test a video model: python tools/run_net.py --cfg CONFIG.yaml [KEY VALUE ...]
 
-Launch on one machine (NUM_GPUS GPUs, or NUM_GPUS 0 for CPU), with torchrun, under SLURM (srun), or
-on several machines with PySlowFast's --init_method tcp://HOST:PORT --num_shards N --shard_id I.
+The command itself is vov3d/cli/run_net.py (installed as a console script, see pyproject.toml); this file
+runs it from a source checkout without installing.
 """
 
 import os
@@ -10,25 +10,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from vov3d.engine.launch import EXIT_USER_ERROR, USER_ERRORS, error_line, launch_job, train_then_test  # noqa: E402
-from vov3d.engine.run_dir import append_stop_line  # noqa: E402
-from vov3d.utils.parser import config_from_args, parse_args  # noqa: E402
-
-
-def main(argv=None):
-    """Returns the process exit code."""
-    args = parse_args(argv)
-    if not args.cfg_file and not args.opts:
-        print("vov3d: error: give a config: --cfg configs/SSv1/VoV3D_L_32x1.yaml [KEY VALUE ...]", file=sys.stderr)
-        return EXIT_USER_ERROR
-    try:
-        cfg = config_from_args(args)
-    except USER_ERRORS as e:
-        print(error_line(e), file=sys.stderr)
-        append_stop_line(getattr(e, "output_dir", None), error_line(e))  # only into an existing run folder
-        return EXIT_USER_ERROR
-    return launch_job(cfg, args.init_method, train_then_test)
-
+from vov3d.cli.run_net import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -125,6 +125,9 @@ _C.X3D.CHANNELWISE_3x3x3 = True  # depthwise 3x3x3 in the bottleneck (False: den
 # Middle of the X3D bottleneck: dw3d (X3D), d2plus1d (VoV3D paper Table 4, last row), d1plus2d,
 # r2plus1d, conv3d. See vov3d/models/units.py.
 _C.X3D.UNIT = Key("dw3d", one_of=UNITS)
+# BN after the shortcut conv of a block that strides but keeps its width (res2 block 0). False builds
+# PyTorchVideo's X3D (48 fewer parameters for X3D-S/M/L), whose weights then load (see X3D.convert_state_dict).
+_C.X3D.STRIDED_SHORTCUT_BN = True
 
 # ---------------------------------------------------------------------------- #
 # VoV3D

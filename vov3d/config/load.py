@@ -6,6 +6,7 @@ allowed values of each key are the ``Key(...)`` next to it in defaults.py.
 """
 
 from vov3d.config.defaults import ARCH_MODELS, CONFIG_VERSION, RULES, get_cfg
+from vov3d.config.paths import find_config
 from vov3d.config.merge import (  # noqa: F401 (ConfigError, merge_yaml_file, merge_opts: the loader's API)
     ConfigError, merge_opts, merge_yaml_file, refuse_foreign_arch, set_key,
 )
@@ -85,10 +86,11 @@ def validate(cfg):
 
 def load_config(cfg_file=None, opts=(), overrides=None, before_validate=None):
     """Returns the validated config: defaults <- `cfg_file` (YAML) <- `opts` (KEY VALUE list) <- `overrides`
-    ({KEY: value}, set by the calling tool); `before_validate(cfg)` may adjust it (launch environment)."""
+    ({KEY: value}, set by the calling tool); `before_validate(cfg)` may adjust it (launch environment).
+    A `cfg_file` that does not exist is looked up among the shipped configs (config.paths.find_config)."""
     cfg = get_cfg()
     if cfg_file:
-        merge_yaml_file(cfg, cfg_file)
+        merge_yaml_file(cfg, find_config(cfg_file))
     merge_opts(cfg, opts)
     for key, value in (overrides or {}).items():
         set_key(cfg, key, value, "set by the tool")

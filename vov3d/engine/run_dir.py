@@ -10,7 +10,7 @@ import sys
 import time
 
 from vov3d.utils import distributed as du
-from vov3d.utils.checkpoint import write_atomically
+from vov3d.utils.files import write_atomically
 from vov3d.utils import env
 
 logger = logging.getLogger(__name__)

@@ -7,7 +7,15 @@
 
 XS/S/M/L are expansion-key settings (see configs/). `X3D.UNIT` swaps the depthwise 3x3x3 middle for
 another (vov3d/models/units.py); `d2plus1d` gives the VoV3D paper's "X3D with D(2+1)D" row.
+
+Where sources disagree: PySlowFast (whose names and checkpoints are ours) puts a BN on every
+projection shortcut; PyTorchVideo's `create_x3d` puts none on a shortcut that strides but keeps the
+width, which is res2's block 0 (24 -> 24 channels in X3D-S/M/L: 48 fewer parameters).
+`X3D.STRIDED_SHORTCUT_BN False` builds PyTorchVideo's variant; `convert_state_dict` maps its names.
+PyTorchVideo's X3D-XS, -S and -M are one network (only the clip differs), -L a deeper one.
 """
+
+import re
 
 import torch.nn as nn
 
@@ -82,7 +90,8 @@ class X3D(nn.Module):
             def make_block(i, block_in, block_stride, dim_inner=dim_inner, dim_out=dim_out):
                 return X3DTransform(block_in, dim_inner, dim_out, block_stride, unit, use_se=i % 2 == 0)
 
-            stage = ResStage(dim_in, dim_out, round_repeats(blocks, x.DEPTH_FACTOR), 2, make_block)
+            stage = ResStage(dim_in, dim_out, round_repeats(blocks, x.DEPTH_FACTOR), 2, make_block,
+                             strided_shortcut_bn=x.STRIDED_SHORTCUT_BN)
             self.add_module(f"s{s + 2}", stage)
             dim_in = dim_out
         self.head = X3DHead(
@@ -101,3 +110,48 @@ class X3D(nn.Module):
         for stage in (self.s1, self.s2, self.s3, self.s4, self.s5):
             xs = stage(xs)
         return self.head(xs)
+
+    def convert_state_dict(self, state):
+        """Returns `state` with PyTorchVideo X3D names (`blocks.K...`) mapped to ours; ours pass unchanged."""
+        if not any(k.startswith("blocks.") for k in state):
+            return state
+        out = {}
+        for key, value in state.items():
+            new = key
+            for pattern, repl in _PYTORCHVIDEO_NAMES:
+                new, n = pattern.subn(repl, new)
+                if n:
+                    break
+            out[new] = value
+        own_bn = "s2.pathway0_res0.branch1_bn.weight"
+        if own_bn in self.state_dict() and own_bn not in out:
+            raise ValueError("this is a PyTorchVideo X3D state_dict, whose res2 shortcut has no BN: build the "
+                             "model with X3D.STRIDED_SHORTCUT_BN False")
+        return out
+
+
+# PyTorchVideo's create_x3d names -> ours. Its stem calls the spatial 1x3x3 conv `conv_t` and the
+# temporal 5x1x1 one `conv_xy`; ours (PySlowFast's) the other way round. Its SE sits inside `norm_b`.
+_PYTORCHVIDEO_NAMES = [(re.compile(p), r) for p, r in (
+    (r"^blocks\.0\.conv\.conv_t\.", "s1.pathway0_stem.conv_xy."),
+    (r"^blocks\.0\.conv\.conv_xy\.", "s1.pathway0_stem.conv."),
+    (r"^blocks\.0\.norm\.", "s1.pathway0_stem.bn."),
+    (r"^blocks\.5\.pool\.pre_conv\.", "head.conv_5."),
+    (r"^blocks\.5\.pool\.pre_norm\.", "head.conv_5_bn."),
+    (r"^blocks\.5\.pool\.post_conv\.", "head.lin_5."),
+    (r"^blocks\.5\.pool\.post_norm\.", "head.lin_5_bn."),
+    (r"^blocks\.5\.proj\.", "head.projection."),
+)] + [(re.compile(r"^blocks\.([1-4])\.res_blocks\.(\d+)\." + p),
+        lambda m, r=r: f"s{int(m.group(1)) + 1}.pathway0_res{m.group(2)}.{r}") for p, r in (
+    (r"branch1_conv\.", "branch1."),
+    (r"branch1_norm\.", "branch1_bn."),
+    (r"branch2\.conv_a\.", "branch2.a."),
+    (r"branch2\.norm_a\.", "branch2.a_bn."),
+    (r"branch2\.conv_b\.", "branch2.b."),
+    (r"branch2\.norm_b\.1\.block\.0\.", "branch2.se.fc1."),
+    (r"branch2\.norm_b\.1\.block\.2\.", "branch2.se.fc2."),
+    (r"branch2\.norm_b\.0\.", "branch2.b_bn."),
+    (r"branch2\.norm_b\.", "branch2.b_bn."),
+    (r"branch2\.conv_c\.", "branch2.c."),
+    (r"branch2\.norm_c\.", "branch2.c_bn."),
+)]

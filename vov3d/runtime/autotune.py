@@ -25,7 +25,7 @@ import time
 
 import torch
 
-from vov3d.utils.checkpoint import write_atomically
+from vov3d.utils.files import write_atomically
 
 logger = logging.getLogger(__name__)
 

@@ -11,23 +11,21 @@ Names: ``checkpoint_epoch_00005.pyth`` after 5 whole epochs (PySlowFast); ``chec
 whole epoch, 0-based, as PySlowFast) and ``iter_in_epoch`` 120.
 """
 
-import hashlib
 import logging
 import os
 import re
-import tempfile
 
 import torch
 import torch.nn as nn
 
+from vov3d.utils.files import (  # noqa: F401 (re-exported: the checkpoint API since before files.py)
+    CHECKSUM_SUFFIX, CheckpointCorrupt, HashingWriter, file_sha256, verify_checkpoint, write_atomically, write_checksum,
+)
+from vov3d.utils.weights import read_safetensors, resolve_checkpoint
+
 logger = logging.getLogger(__name__)
 
 _CHECKPOINT_RE = re.compile(r"^checkpoint_epoch_(\d+)(?:_iter_(\d+))?\.pyth$")
-CHECKSUM_SUFFIX = ".sha256"
-
-
-class CheckpointCorrupt(ValueError):
-    """A checkpoint file that is unreadable or does not match its stored checksum."""
 
 
 def get_checkpoint_dir(path_to_job):
@@ -101,95 +99,21 @@ def unwrap_model(model):
             return model
 
 
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_atomically(path, write):
-    """Calls write(binary file) on a temporary file beside `path`, then fsyncs and renames it onto path
-    (mode 0666 minus the umask, as open() would give; mkstemp's are 0600); returns path."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        if os.path.exists(tmp):
-            os.remove(tmp)  # also gives back the space a full disk needs for the error line
-        # torch.save reports a failed write as a RuntimeError whose context is the OSError: name the file.
-        cause = e if isinstance(e, OSError) else e.__context__
-        if isinstance(cause, OSError) and cause.errno and not cause.filename:
-            raise OSError(cause.errno, cause.strerror, path) from e
-        raise
-    # Make the rename itself durable.
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-    return path
-
-
-class _HashingWriter:
-    """A write-only file object that hashes what passes through it (torch.save writes sequentially)."""
-
-    def __init__(self, f):
-        self.f, self.sha = f, hashlib.sha256()
-
-    def write(self, data):
-        self.sha.update(data)
-        return self.f.write(data)
-
-    def flush(self):
-        self.f.flush()
-
-
 def atomic_torch_save(obj, path):
     """Writes `obj` with torch.save so that `path` is either the old file or the complete new one, then
     its checksum file; returns path."""
     digest = {}
 
     def write(f):
-        w = _HashingWriter(f)
+        w = HashingWriter(f)
         torch.save(obj, w)
         digest["hex"] = w.sha.hexdigest()
 
     write_atomically(path, write)
     # Killed between the two renames, the checkpoint is complete (fsynced) but has no checksum: it then
     # loads as an unchecked file, with a warning.
-    line = f"{digest['hex']}  {os.path.basename(path)}\n".encode()
-    write_atomically(path + CHECKSUM_SUFFIX, lambda f: f.write(line))
+    write_checksum(path, digest["hex"])
     return path
-
-
-def file_sha256(path):
-    """Returns the SHA-256 hex digest of a file's bytes."""
-    sha = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            sha.update(block)
-    return sha.hexdigest()
-
-
-def verify_checkpoint(path):
-    """Returns True when `path` matches its stored checksum, None when it has none (official files);
-    raises CheckpointCorrupt when it does not match."""
-    sidecar = path + CHECKSUM_SUFFIX
-    if not os.path.isfile(sidecar):
-        return None
-    with open(sidecar) as f:
-        want = f.read().split()
-    if not want or file_sha256(path) != want[0]:
-        raise CheckpointCorrupt(f"{path} does not match its checksum ({os.path.basename(sidecar)}): "
-                                "the file is damaged (truncated or changed on disk)")
-    return True
 
 
 def remove_orphan_temp_files(path_to_job):
@@ -265,14 +189,19 @@ def read_checkpoint(path):
     """Returns the dict stored in a checkpoint file, loaded without executing code from it, after checking
     its checksum when it has one (CheckpointCorrupt otherwise).
 
-    A bare state_dict (e.g. torchvision weights) is returned as {"model_state": it}.
+    `path` may also be a URL or a weights name (downloaded once, see vov3d.utils.weights). A bare
+    state_dict (e.g. torchvision weights, a .safetensors file) is returned as {"model_state": it}.
     """
+    path = resolve_checkpoint(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Checkpoint not found: {path}")
     verify_checkpoint(path)
     try:
+        if path.endswith(".safetensors"):
+            state, metadata = read_safetensors(path)
+            return {"model_state": state, **({"cfg": metadata["cfg"]} if "cfg" in metadata else {})}
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle errors, zip errors, forbidden globals...
+    except Exception as e:  # pickle errors, zip errors, forbidden globals, bad safetensors headers...
         raise CheckpointCorrupt(f"{path} is not a readable PyTorch checkpoint: {type(e).__name__}: {e}") from None
     if not isinstance(ckpt, dict):
         raise ValueError(f"{path} is not a checkpoint: it holds a {type(ckpt).__name__}, not a dict")

@@ -9,6 +9,7 @@ import sys
 
 from vov3d.config.load import ConfigError, load_config
 from vov3d.utils import distributed as du
+from vov3d.utils.weights import KNOWN_WEIGHTS, is_url
 
 logger = logging.getLogger(__name__)
 
@@ -32,11 +33,13 @@ def parse_args(argv=None):
 
 
 def check_checkpoint_paths(cfg):
-    """Raises ConfigError when a checkpoint the run will read is missing (before any process starts)."""
+    """Raises ConfigError when a checkpoint the run will read is a missing file (before any process
+    starts); URLs and weights names pass (they are downloaded when first read)."""
     for key, path, enabled in (("TRAIN.CHECKPOINT_FILE_PATH", cfg.TRAIN.CHECKPOINT_FILE_PATH, cfg.TRAIN.ENABLE),
                                ("TEST.CHECKPOINT_FILE_PATH", cfg.TEST.CHECKPOINT_FILE_PATH, cfg.TEST.ENABLE)):
-        if enabled and path and not os.path.isfile(path):
-            raise ConfigError(f"{key} {path} does not exist")
+        if enabled and path and not os.path.isfile(path) and not is_url(path) and path not in KNOWN_WEIGHTS:
+            raise ConfigError(f"{key} {path} does not exist (and is neither a URL nor a weights name: "
+                              "vov3d-weights list)")
 
 
 def check_visible_gpus(cfg, launched=False):

@@ -1,0 +1,83 @@
+"""Benchmarks: vov3d-benchmark --cfg CONFIG.yaml --mode data|model [KEY VALUE ...]
+
+--mode data: clips/s of the train and test loaders and the raw decode rate of the same clips
+(see vov3d/bench/data.py). --synthetic kinetics|ssv2|ssv1 benchmarks a generated realistic
+dataset instead of the config's data.
+
+--mode model: train-step (forward, backward, SGD step) and eval-forward time, clips/s and peak memory of
+each speed lever (vov3d/runtime) against stock ops in NCTHW layout, interleaved in one run, with the
+machine named (see vov3d/bench/model.py). --cfg may be given several times. The issue's measurement:
+
+    vov3d-benchmark --mode model --cfg configs/Kinetics/VoV3D_M_16x5.yaml \
+        --cfg configs/Kinetics/X3D_M_16x5.yaml --batch 2 --frames 16 --crop 112 --threads 2
+
+From a source checkout, `python tools/benchmark.py` is the same program.
+"""
+
+import argparse
+import json
+import logging
+import sys
+
+from vov3d.config import load_config
+from vov3d.engine.launch import EXIT_USER_ERROR, USER_ERRORS, error_line
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cfg", dest="cfg_files", action="append", default=[],
+                        help="YAML config file (--mode model: may be repeated)")
+    parser.add_argument("--mode", choices=("data", "model"), default="data", help="what to benchmark")
+    parser.add_argument("--num-iters", dest="num_iters", type=int, default=0,
+                        help="timed batches per run (0: BENCHMARK.NUM_EPOCHS epochs)")
+    parser.add_argument("--synthetic", default="", choices=("", "kinetics", "ssv2", "ssv1"),
+                        help="benchmark a generated realistic dataset of this layout")
+    parser.add_argument("--synthetic-dir", dest="synthetic_dir", default="", help="where to write it (default: temp)")
+    parser.add_argument("--output", default="", help="also write the figures as JSON here")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides as KEY VALUE pairs")
+    from vov3d.bench.model import add_model_args
+
+    add_model_args(parser)
+    args = parser.parse_args(argv)
+    args.cfg_file = args.cfg_files[0] if args.cfg_files else None
+    if args.mode == "model":
+        return _model_mode(args)
+    logging.basicConfig(level=logging.INFO, format="[%(levelname)s %(name)s] %(message)s")
+    try:
+        cfg = load_config(args.cfg_file, args.opts)
+    except USER_ERRORS as e:
+        print(error_line(e), file=sys.stderr)
+        return EXIT_USER_ERROR
+    from vov3d.bench.data import run_data_benchmark
+
+    result = run_data_benchmark(cfg, args)
+    print(json.dumps(result, indent=1))
+    if args.output:
+        with open(args.output, "w") as f:
+            json.dump(result, f, indent=1)
+    return 0
+
+
+def _model_mode(args):
+    from vov3d.bench.model import format_table, run_model_benchmark
+
+    logging.basicConfig(level=logging.INFO, format="[%(levelname)s %(name)s] %(message)s")
+    try:
+        result = run_model_benchmark(args.cfg_files, args.opts, args)
+    except USER_ERRORS as e:
+        print(error_line(e), file=sys.stderr)
+        return EXIT_USER_ERROR
+    table = format_table(result)
+    if args.json:
+        print(table, file=sys.stderr)
+        print(json.dumps(result, indent=1))
+    else:
+        print(table)
+    if args.output:
+        with open(args.output, "w") as f:
+            json.dump(result, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
