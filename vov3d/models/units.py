@@ -33,40 +33,42 @@ def r2plus1d_mid_width(dim_in, dim_out, t=3, d=3):
     return (t * d * d * dim_in * dim_out) // (d * d * dim_in + t * dim_out)
 
 
-def _dw3d(width, stride, temporal_kernel=3):
-    return OrderedDict(b=_dw_conv(width, (temporal_kernel, 3, 3), (1, stride, stride)))
+def _dw3d(width, stride, temporal_kernel=3, spatial_kernel=3, mid_width=None):
+    return OrderedDict(b=_dw_conv(width, (temporal_kernel, spatial_kernel, spatial_kernel), (1, stride, stride)))
 
 
-def _d2plus1d(width, stride, temporal_kernel=3):
+def _d2plus1d(width, stride, temporal_kernel=3, spatial_kernel=3, mid_width=None):
     # Official VoV3D: no norm or activation between the two depthwise convs.
     return OrderedDict(
-        b1=_dw_conv(width, (1, 3, 3), (1, stride, stride)),
+        b1=_dw_conv(width, (1, spatial_kernel, spatial_kernel), (1, stride, stride)),
         b2=_dw_conv(width, (temporal_kernel, 1, 1), (1, 1, 1)),
     )
 
 
-def _d1plus2d(width, stride, temporal_kernel=3):
+def _d1plus2d(width, stride, temporal_kernel=3, spatial_kernel=3, mid_width=None):
     return OrderedDict(
         b1=_dw_conv(width, (temporal_kernel, 1, 1), (1, 1, 1)),
-        b2=_dw_conv(width, (1, 3, 3), (1, stride, stride)),
+        b2=_dw_conv(width, (1, spatial_kernel, spatial_kernel), (1, stride, stride)),
     )
 
 
-def _r2plus1d(width, stride, temporal_kernel=3):
-    mid = r2plus1d_mid_width(width, width, t=temporal_kernel)
+def _r2plus1d(width, stride, temporal_kernel=3, spatial_kernel=3, mid_width=None):
+    mid = mid_width or r2plus1d_mid_width(width, width, t=temporal_kernel, d=spatial_kernel)
+    k = spatial_kernel
     return OrderedDict(
-        b1=nn.Conv3d(width, mid, (1, 3, 3), stride=(1, stride, stride), padding=(0, 1, 1), bias=False),
+        b1=nn.Conv3d(width, mid, (1, k, k), stride=(1, stride, stride), padding=(0, k // 2, k // 2), bias=False),
         b1_bn=nn.BatchNorm3d(mid),
         b1_relu=nn.ReLU(inplace=True),
         b2=nn.Conv3d(mid, width, (temporal_kernel, 1, 1), padding=(temporal_kernel // 2, 0, 0), bias=False),
     )
 
 
-def _conv3d(width, stride, temporal_kernel=3):
+def _conv3d(width, stride, temporal_kernel=3, spatial_kernel=3, mid_width=None):
+    k = spatial_kernel
     return OrderedDict(
         b=nn.Conv3d(
-            width, width, (temporal_kernel, 3, 3), stride=(1, stride, stride),
-            padding=(temporal_kernel // 2, 1, 1), bias=False,
+            width, width, (temporal_kernel, k, k), stride=(1, stride, stride),
+            padding=(temporal_kernel // 2, k // 2, k // 2), bias=False,
         )
     )
 
@@ -80,13 +82,18 @@ MIDDLES = {
 }
 
 
-def build_middle(name, width, stride, temporal_kernel=3):
-    """Returns an OrderedDict of named modules forming the middle `name` at `width` channels."""
+def build_middle(name, width, stride, temporal_kernel=3, spatial_kernel=3, mid_width=None):
+    """Returns an OrderedDict of named modules forming the middle `name` at `width` channels.
+
+    `temporal_kernel` x `spatial_kernel`^2 is the kernel the middle factorises (t x k x k; 3 x 3 x 3 in
+    every model); `mid_width` sets R(2+1)D's mid width (default: Tran et al.'s parameter-matched M; the
+    VoV3D paper's Table 1 formula assumes M = width). Other middles ignore it.
+    """
     try:
         builder = MIDDLES[name]
     except KeyError:
         raise KeyError(f"Unknown unit {name!r}; choose one of {sorted(MIDDLES)}") from None
-    return builder(width, stride, temporal_kernel)
+    return builder(width, stride, temporal_kernel, spatial_kernel, mid_width)
 
 
 def attach_middle(block, name, width, stride, temporal_kernel=3):

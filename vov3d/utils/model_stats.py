@@ -5,11 +5,16 @@ convention of the X3D and VoV3D tables; BatchNorm, pooling, activations and elem
 not counted. Counts are for one clip at the config's test crop (N=1).
 """
 
+import copy
 import logging
+import math
 import warnings
 from collections import OrderedDict
 
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
 
 # fvcore scripts a helper at import time; torch now warns that torch.jit.script is deprecated.
 with warnings.catch_warnings():
@@ -95,6 +100,51 @@ def stage_table(model, inputs):
         macs = sum(v for k, v in by_module.get(name, {}).items() if k in MAC_OPERATORS)
         rows.append((name, params_count(child), macs / 1e9, shapes.get(name)))
     return rows
+
+
+class _MacCounter(TorchFunctionMode):
+    """Counts multiply-adds and output elements of every conv / linear call, functional ones included."""
+
+    CONVS = (F.conv1d, F.conv2d, F.conv3d)
+
+    def __init__(self):
+        super().__init__()
+        self.macs = 0
+        self.activations = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is F.batch_norm and args[0].device.type == "meta":
+            return torch.empty_like(args[0])  # shape-preserving; its meta kernel is slow Python (prims)
+        out = func(*args, **(kwargs or {}))
+        if func in self.CONVS or func is F.linear:
+            weight = args[1] if len(args) > 1 else kwargs["weight"]
+            # conv: Cin/groups x kernel per output element; linear: in_features.
+            per_output = weight[0].numel() if func in self.CONVS else weight.shape[-1]
+            self.macs += out.numel() * per_output
+            self.activations += out.numel()
+        return out
+
+
+def shape_counts(model, inputs):
+    """Returns {"macs", "activations", "conv_params"} of one forward, counted from shapes on the meta device.
+
+    The same quantities as `gflops` x 1e9 / `activations_m` x 1e6 (conv + linear multiply-adds and their
+    output elements, as fvcore counts them) for models whose multiply-adds are all conv / linear calls
+    (every conv model here), without computing anything: an eval-mode copy of the model runs on meta
+    tensors, so a 32 x 256^2 clip of VoV3D-L is counted in seconds. `conv_params` is the number of conv
+    and linear weights (biases and BN excluded), the quantity of the VoV3D paper's Table 1.
+    """
+    on_meta = all(p.device.type == "meta" for p in model.parameters())
+    meta = model if on_meta else copy.deepcopy(model).to("meta")  # built on meta: nothing to copy
+    was_training = meta.training
+    conv_params = sum(m.weight.numel() for m in meta.modules() if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear)))
+    counter = _MacCounter()
+    try:
+        with torch.no_grad(), counter:
+            meta.eval()([x.to("meta") for x in inputs] if isinstance(inputs, (list, tuple)) else inputs.to("meta"))
+    finally:
+        meta.train(was_training)
+    return {"macs": counter.macs, "activations": counter.activations, "conv_params": conv_params}
 
 
 def model_summary(model, cfg, frames=None, crop=None):
