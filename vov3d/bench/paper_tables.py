@@ -62,10 +62,11 @@ def load(cfg_file, opts=(), num_gpus=0):
 
 
 def meta_model(cfg):
-    """Returns the model of cfg built on the meta device (shapes only: nothing allocated or initialised)."""
+    """Returns the model of cfg moved to the meta device (shapes only, for counting)."""
     check_model_choice(cfg)
-    with torch.device("meta"):
-        return get_model_class(cfg.MODEL.MODEL_NAME)(cfg)
+    # Built on the CPU, then moved: initialising under torch.device("meta") runs Python reference kernels
+    # and takes several times longer than the CPU's.
+    return get_model_class(cfg.MODEL.MODEL_NAME)(cfg).to("meta")
 
 
 def count(cfg_file, frames=None, crop=None, opts=()):
