@@ -1,6 +1,7 @@
 """The paper's Tables 5 and 7: params and GFLOPs computed by vov3d against the printed figures."""
 
 import os
+import re
 
 import pytest
 import torch.nn as nn
@@ -77,3 +78,16 @@ def test_table1_formulas_equal_the_built_units(s):
     # k reaches the built unit: D(2+1)D with a 1x5x5 spatial kernel.
     unit = nn.Sequential(build_middle("d2plus1d", 24, s, spatial_kernel=5))
     assert unit[0].kernel_size == (1, 5, 5)
+
+
+def test_model_zoo_quotes_the_paper_and_names_existing_configs():
+    text = open(os.path.join(paper_tables.REPO_ROOT, "MODEL_ZOO.md")).read()
+    for i, (model, frames, gf, views, t1, t5, _ft1, _ft5) in enumerate(paper_values.TABLE5, start=1):
+        params = paper_values.TABLE5_PARAMS_M[model]
+        assert f"{params}M / {gf}×{views} (T5 r{i}) | {t1} / {t5} |" in text, (model, frames)
+    for i, (model, _pre, _f, params, gf, views, t1, t5) in enumerate(paper_values.TABLE7, start=1):
+        if model in paper_tables._STEMS:
+            assert f"{params}M / {gf}×{views} (T7 r{i}) | {t1} / {t5} |" in text, model
+    assert "xxx" not in text and "another crop" not in text
+    for path in set(re.findall(r"configs/[\w/.-]+\.yaml", text)):
+        assert os.path.exists(os.path.join(paper_tables.REPO_ROOT, path)), path
