@@ -91,3 +91,18 @@ def test_model_zoo_quotes_the_paper_and_names_existing_configs():
     assert "xxx" not in text and "another crop" not in text
     for path in set(re.findall(r"configs/[\w/.-]+\.yaml", text)):
         assert os.path.exists(os.path.join(paper_tables.REPO_ROOT, path)), path
+
+
+def test_tool_prints_json_and_rejects_an_unknown_table(capsys):
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("tool_paper_tables",
+                                                  os.path.join(paper_tables.REPO_ROOT, "tools", "paper_tables.py"))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    assert tool.main(["--tables", "1", "--json", "--C", "8", "--T", "2", "--H", "4", "--W", "4", "--s", "2"]) == 0
+    (table,) = json.loads(capsys.readouterr().out)
+    assert table["table"] == 1 and {r["flops_check"] for r in table["rows"]} == {"equal"}
+    assert tool.main(["--tables", "9"]) == 2
+    assert "no table [9]" in capsys.readouterr().err

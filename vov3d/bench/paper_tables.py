@@ -344,9 +344,10 @@ def table7(include_zoo=True):
         "R(2+1)D: the paper prints 16 frames; 152 GFLOPs is R(2+1)D-34 at 32x112^2 (its VMZ model zoo entry). "
         "ip-CSN-152: VMZ's 108.8 / 109 is a 256^2 count; its 32.8 M excludes BN affine params (params_no_bn_m).",
     ]
-    return _table(7, "Kinetics-400", ["model", "pretrain", "frames_paper", "config", "frames", "crop", "params",
-                                      "params_no_bn_m", "params_paper", "params_check", "gflops", "gflops_paper", "gflops_check",
-                                      "views", "top1_paper", "top5_paper"], rows, notes)
+    columns = ["model", "pretrain", "frames_paper", "config", "frames", "crop", "params", "params_no_bn_m",
+               "params_paper", "params_check", "gflops", "gflops_paper", "gflops_check", "views", "top1_paper",
+               "top5_paper"]
+    return _table(7, "Kinetics-400", columns, rows, notes)
 
 
 # --------------------------------------------------------------------------------------------- #

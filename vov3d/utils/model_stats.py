@@ -130,8 +130,9 @@ def shape_counts(model, inputs):
 
     The same quantities as `gflops` x 1e9 / `activations_m` x 1e6 (conv + linear multiply-adds and their
     output elements, as fvcore counts them) for models whose multiply-adds are all conv / linear calls
-    (every conv model here), without computing anything: an eval-mode copy of the model runs on meta
-    tensors, so a 32 x 256^2 clip of VoV3D-L is counted in seconds. `conv_params` is the number of conv
+    (every conv model here), without computing anything: the model runs in eval mode on meta tensors (a
+    copy of it, unless it already lives on the meta device), so a 32 x 256^2 clip of VoV3D-L is counted
+    in about a second. `conv_params` is the number of conv
     and linear weights (biases and BN excluded), the quantity of the VoV3D paper's Table 1.
     """
     on_meta = all(p.device.type == "meta" for p in model.parameters())
