@@ -267,6 +267,19 @@ def _count_row(row, cfg_file, params_paper, gflops_paper, crop=None, frames=None
     return row
 
 
+README_NOTE = ("readme_2020: the official README's December 2020 figures (params M / GFLOPs / top-1 / top-5) where "
+               "they differ from the paper's; empty where they agree.")
+
+
+def readme_2020_difference(dataset, model, frames, finetuned, params, gflops, top1, top5):
+    """Returns the official README's December 2020 figures for a row where they differ from the given
+    (paper) ones, as "params / GFLOPs / top-1 / top-5" text, or "" where they agree or it has none."""
+    readme = paper.README_2020.get((dataset, model, frames, finetuned))
+    if readme is None or readme == (params, gflops, top1, top5):
+        return ""
+    return " / ".join("-" if v is None else f"{v:g}" for v in readme)
+
+
 def table5():
     """Returns Table 5: X3D vs VoV3D on SSv1 (params, GFLOPs per view x 6 views, accuracies as printed)."""
     rows = []
@@ -274,8 +287,11 @@ def table5():
         row = {"model": model, "views": views, "top1_paper": t1, "top5_paper": t5,
                "k400ft_top1_paper": ft1, "k400ft_top5_paper": ft5}
         rows.append(_count_row(row, ss_config("SSv1", model, frames), paper.TABLE5_PARAMS_M[model], gf))
+        row["readme_2020"] = readme_2020_difference("SSv1", model, frames, False, paper.TABLE5_PARAMS_M[model], gf,
+                                                    t1, t5)
     notes = [
         "GFLOPs per view at the 256^2 test crop (the SS configs' TEST_CROP_SIZE), x 2 clips x 3 crops.",
+        README_NOTE,
         "The paper truncates as often as it rounds: X3D-M 6.18 -> 6.1, X3D-L 11.97 -> 11.9, VoV3D-L 12.16 -> 12.1 "
         "(GFLOPs), X3D-L 5.69 M -> 5.6 (params); every GFLOPs figure of the table matches one convention.",
         "VoV3D-M params: the code builds 3,204,286 (3.2 M whichever way it is rounded); the paper prints 3.3 M, "
@@ -285,7 +301,8 @@ def table5():
     ]
     return _table(5, "X3D vs VoV3D on SSv1", ["model", "frames", "config", "params", "params_paper", "params_check",
                                               "gflops", "gflops_paper", "gflops_check", "views", "top1_paper",
-                                              "top5_paper", "k400ft_top1_paper", "k400ft_top5_paper"], rows, notes)
+                                              "top5_paper", "k400ft_top1_paper", "k400ft_top5_paper", "readme_2020"],
+                  rows, notes)
 
 
 def table6():
@@ -297,12 +314,13 @@ def table6():
         p5 = paper.TABLE5_PARAMS_M[model]
         g5 = next((g for m, f, g, *_ in paper.TABLE5 if m == model and f == frames), None)
         rows.append(_count_row(row, ss_config("SSv2", model, frames, ft), p5, g5))
+        row["readme_2020"] = readme_2020_difference("SSv2", model, frames, ft, p5, g5, t1, t5)
     notes = ["Table 6's body is not legible in our source; the params/GFLOPs columns compare with Table 5's figures "
              "(SSv2 has SSv1's 174 classes, so the models are the same); accuracies are the official README's "
-             "April 2021 revision, which agrees with the paper wherever both give a number."]
+             "April 2021 revision, which agrees with the paper wherever both give a number.", README_NOTE]
     return _table(6, "SSv2 (README figures; params/GFLOPs vs Table 5)",
                   ["model", "frames", "config", "params", "params_paper", "params_check", "gflops", "gflops_paper",
-                   "gflops_check", "views", "top1_readme", "top5_readme"], rows, notes)
+                   "gflops_check", "views", "top1_readme", "top5_readme", "readme_2020"], rows, notes)
 
 
 # Table 7 rows vov3d builds: model -> (config, crop the paper's GFLOPs were counted at).
@@ -327,6 +345,7 @@ def table7(include_zoo=True):
         if built and (include_zoo or model in _STEMS):
             cfg_file, crop = built
             _count_row(row, cfg_file, params, gf, crop=crop)
+            row["readme_2020"] = readme_2020_difference("K400", model, frames, False, params, gf, t1, t5)
             if row["params_check"] == "MISMATCH" and params is not None:  # VMZ's zoo counts no BN affine
                 no_bn = count(cfg_file, crop=crop)["params_no_bn"] / 1e6
                 row["params_no_bn_m"] = round(no_bn, 3)
@@ -343,10 +362,11 @@ def table7(include_zoo=True):
         "224^2 count, not the X3D paper's (24.8 at 16x356^2).",
         "R(2+1)D: the paper prints 16 frames; 152 GFLOPs is R(2+1)D-34 at 32x112^2 (its VMZ model zoo entry). "
         "ip-CSN-152: VMZ's 108.8 / 109 is a 256^2 count; its 32.8 M excludes BN affine params (params_no_bn_m).",
+        README_NOTE,
     ]
     columns = ["model", "pretrain", "frames_paper", "config", "frames", "crop", "params", "params_no_bn_m",
                "params_paper", "params_check", "gflops", "gflops_paper", "gflops_check", "views", "top1_paper",
-               "top5_paper"]
+               "top5_paper", "readme_2020"]
     return _table(7, "Kinetics-400", columns, rows, notes)
 
 
