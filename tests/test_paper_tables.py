@@ -6,6 +6,7 @@ import re
 import pytest
 import torch.nn as nn
 
+from conftest import REPO
 from vov3d.bench import paper_tables, paper_values
 from vov3d.config import load_config
 from vov3d.models import build_model
@@ -60,7 +61,7 @@ def test_shape_counts_equal_fvcore_on_a_small_model():
     # A tiny clip keeps fvcore's trace cheap; VoV3D's SE gates run as F.linear on conv weights, which
     # module hooks would miss, and its T-OSA concatenation and residuals are all exercised.
     opts = ["DATA.NUM_FRAMES", "2", "DATA.TRAIN_CROP_SIZE", "64", "DATA.TEST_CROP_SIZE", "96"]
-    cfg = load_config(os.path.join(paper_tables.REPO_ROOT, "configs/SSv1/VoV3D_M_16x1.yaml"), opts,
+    cfg = load_config(os.path.join(str(REPO), "configs/SSv1/VoV3D_M_16x1.yaml"), opts,
                       overrides={"NUM_GPUS": 0})
     model = build_model(cfg)
     x = stats_input(cfg)
@@ -81,7 +82,7 @@ def test_table1_formulas_equal_the_built_units(s):
 
 
 def test_model_zoo_quotes_the_paper_and_names_existing_configs():
-    text = open(os.path.join(paper_tables.REPO_ROOT, "MODEL_ZOO.md")).read()
+    text = open(os.path.join(str(REPO), "MODEL_ZOO.md")).read()
     for i, (model, frames, gf, views, t1, t5, _ft1, _ft5) in enumerate(paper_values.TABLE5, start=1):
         params = paper_values.TABLE5_PARAMS_M[model]
         assert f"{params}M / {gf}×{views} (T5 r{i}) | {t1} / {t5} |" in text, (model, frames)
@@ -90,7 +91,7 @@ def test_model_zoo_quotes_the_paper_and_names_existing_configs():
             assert f"{params}M / {gf}×{views} (T7 r{i}) | {t1} / {t5} |" in text, model
     assert "xxx" not in text and "another crop" not in text
     for path in set(re.findall(r"configs/[\w/.-]+\.yaml", text)):
-        assert os.path.exists(os.path.join(paper_tables.REPO_ROOT, path)), path
+        assert os.path.exists(os.path.join(str(REPO), path)), path
 
 
 def test_tool_prints_json_and_rejects_an_unknown_table(capsys):
@@ -98,7 +99,7 @@ def test_tool_prints_json_and_rejects_an_unknown_table(capsys):
     import json
 
     spec = importlib.util.spec_from_file_location("tool_paper_tables",
-                                                  os.path.join(paper_tables.REPO_ROOT, "tools", "paper_tables.py"))
+                                                  os.path.join(str(REPO), "tools", "paper_tables.py"))
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     assert tool.main(["--tables", "1", "--json", "--C", "8", "--T", "2", "--H", "4", "--W", "4", "--s", "2"]) == 0

@@ -10,7 +10,6 @@ Table 8 times a plain model (stock ops, as PySlowFast runs it) on the device at 
 """
 
 import functools
-import os
 import time
 
 import torch
@@ -19,11 +18,10 @@ import torch.nn as nn
 from vov3d.bench import paper_values as paper
 from vov3d.config import load_config
 from vov3d.config.load import check_model_choice
+from vov3d.config.paths import find_config
 from vov3d.models import build_model, get_model_class
 from vov3d.models.units import build_middle
 from vov3d.utils.model_stats import params_count, shape_counts, stats_input
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # Model name -> config stem; frames are appended as _{T}x1 (SS) / _16x5 (Kinetics).
 _STEMS = {"X3D-M": "X3D_M", "X3D-L": "X3D_L", "VoV3D-M": "VoV3D_M", "VoV3D-L": "VoV3D_L"}
@@ -58,7 +56,7 @@ def rounding_check(computed, printed, decimals=1):
 
 def load(cfg_file, opts=(), num_gpus=0):
     """Returns the config of a repo-relative YAML (for counting: on the CPU)."""
-    return load_config(os.path.join(REPO_ROOT, cfg_file), list(opts), overrides={"NUM_GPUS": num_gpus})
+    return load_config(find_config(cfg_file), list(opts), overrides={"NUM_GPUS": num_gpus})
 
 
 def meta_model(cfg):
