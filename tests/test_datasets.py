@@ -231,6 +231,24 @@ def test_test_item_has_all_views_in_order_and_is_deterministic(name, ssv1, ssv2,
         assert all(a < b for a, b in zip(clip0, clip1))  # offsets 0.25 / 0.75 of each segment
 
 
+@pytest.mark.parametrize("name", ["ssv1", "kinetics"])
+def test_videos_shorter_than_the_clip_repeat_frames_as_the_official_sampling_does(name, ssv1, kinetics):
+    # SSv1 holds videos shorter than 32 frames; the official code samples them with repeated frames.
+    data = {"ssv1": ssv1, "kinetics": kinetics}[name]
+    longest = max(v.num_frames for v in data.videos)
+    frames = longest + 5  # every video is shorter than the clip
+    for split in ("train", "test"):
+        ds = build_dataset(name, tiny_cfg(data, name, "DATA.NUM_FRAMES", frames, "DATA.SAMPLING_RATE", 1,
+                                          "DATA.TRAIN_JITTER_SCALES", [48, 48]), split)
+        inputs, _, _, meta = ds[0]
+        assert meta["valid"] and meta["bad_samples"] == [], meta
+        codes = clip_codes(inputs[0] if split == "train" else inputs[0][0])
+        assert len(codes) == frames and codes == sorted(codes) and len(set(codes)) < frames
+    strict = build_dataset(name, tiny_cfg(data, name, "DATA.NUM_FRAMES", frames, "DATA.MIN_VIDEO_FRAMES", frames), "val")
+    with pytest.raises(Exception, match="too few frames"):  # the key still makes short videos bad data
+        strict[0]
+
+
 # ---------------------------------------------------------------------------------------------- #
 # Splits, labels and list formats from other sources
 # ---------------------------------------------------------------------------------------------- #

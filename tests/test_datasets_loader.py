@@ -21,7 +21,8 @@ def tiny_cfg(data, name, *opts):
     cfg.merge_from_list(["DATA.NUM_FRAMES", T, "DATA.SAMPLING_RATE", 2, "DATA.TARGET_FPS", 15,
                          "DATA.TRAIN_JITTER_SCALES", [48, 56], "DATA.TRAIN_CROP_SIZE", 40, "DATA.TEST_CROP_SIZE", 48,
                          "TEST.NUM_ENSEMBLE_VIEWS", 2, "TEST.NUM_SPATIAL_CROPS", 3, "TRAIN.BATCH_SIZE", 2,
-                         "TEST.BATCH_SIZE", 2, "DATA_LOADER.NUM_WORKERS", 0])
+                         "TEST.BATCH_SIZE", 2, "DATA_LOADER.NUM_WORKERS", 0,
+                         "DATA.MIN_VIDEO_FRAMES", T])  # short videos count as bad here (default: repeat frames)
     cfg.merge_from_list(list(opts))
     return cfg
 

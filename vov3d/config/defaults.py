@@ -199,7 +199,10 @@ _C.DATA.TRAIN_ANNOTATION = ""  # train annotation file (absolute or in PATH_TO_D
 _C.DATA.VAL_ANNOTATION = ""  # val annotation file; empty: the released validation file
 _C.DATA.TEST_ANNOTATION = ""  # test annotation file; empty: the released validation file (test labels are not public)
 _C.DATA.MAX_BAD_SAMPLE_RETRIES = Key(10, ge=0)  # train/val: substitutes tried for a bad video before stopping
-_C.DATA.MIN_VIDEO_FRAMES = -1  # a video with fewer decodable frames (in a clip's span) is bad data (< 0: NUM_FRAMES)
+# A video with fewer decodable frames (in a clip's span) is bad data. < 0 (default): any decodable video
+# is used, a clip of a shorter one repeats frames, as the official implementation samples (segments of a
+# 31-frame SSv1 video at 32 frames; PySlowFast's clamped dense indices). NUM_FRAMES rejects short videos.
+_C.DATA.MIN_VIDEO_FRAMES = -1
 _C.DATA.DECODE_THREADS = Key(0, ge=0)  # decoder threads per video (0: 1 in loader workers, FFmpeg's choice in-process)
 # auto (the dataset's own: segment for SS, dense for Kinetics) | segment | dense.
 _C.DATA.TEMPORAL_SAMPLING = Key("auto", one_of=("auto", "segment", "dense"))

@@ -118,7 +118,8 @@ class VideoClipDataset(torch.utils.data.Dataset):
         self.backend = resolve_backend(d.DECODING_BACKEND)
         self.view_offset = d.SS_TEST_VIEW_OFFSET
         self.max_retries = int(d.MAX_BAD_SAMPLE_RETRIES)
-        self.min_frames = self.num_frames if d.MIN_VIDEO_FRAMES < 0 else max(int(d.MIN_VIDEO_FRAMES), 1)
+        # Official sampling repeats frames of a video shorter than its clip (config/defaults.py).
+        self.min_frames = 1 if d.MIN_VIDEO_FRAMES < 0 else max(int(d.MIN_VIDEO_FRAMES), 1)
         self.decode_threads = int(d.DECODE_THREADS)
         self.transform = ClipTransform(cfg, official_bgr=self.official_bgr)
         if d.TEMPORAL_SAMPLING != "auto":
