@@ -270,6 +270,13 @@ _C.DEMO_DATA.VAL_PER_CLASS = Key(20, ge=1)  # validation (= test) videos per cla
 _C.DEMO_DATA.SEED = 0  # generator seed
 _C.DEMO_DATA.HEIGHT = Key(64, ge=16)  # frame height in pixels (widths vary from 64 to 80)
 
+# What a recipe's documentation promises (the worst of its measured runs): the end-of-run summary prints
+# the figures reached next to these. 0 / "": nothing documented, nothing compared.
+_C.DOCUMENTED = CfgNode()
+_C.DOCUMENTED.TOP1_ACC = Key(0.0, ge=0.0, le=100.0)  # documented multi-view test top-1 (%)
+_C.DOCUMENTED.WALL_MINUTES = Key(0.0, ge=0.0)  # documented wall time of the whole run, warm data cache (minutes)
+_C.DOCUMENTED.MACHINE = ""  # where the documented figures were measured (CPU model, cores)
+
 
 def _take_rules(node, prefix=""):
     """Replaces every Key in the tree by its default; returns {key path: Key}."""

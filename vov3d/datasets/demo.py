@@ -22,6 +22,7 @@ import math
 import os
 import random
 import shutil
+import time
 
 import numpy as np
 
@@ -33,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 # Bump when the generated content changes, so old caches are rebuilt.
 GENERATOR_VERSION = 2
+# Seconds this process spent generating the demo data (0 when it was found cached).
+_generation_s = 0.0
 
 TEMPLATES = [
     "Moving [something] from left to right",
@@ -218,8 +221,17 @@ def ensure_demo_data(cfg, progress=True):
         except (OSError, ValueError):
             pass
         logger.info("Generating the demo dataset into %s (once)", root)
+        started = time.monotonic()
         generate(root, d.TRAIN_PER_CLASS, d.VAL_PER_CLASS, d.SEED, d.HEIGHT, progress=progress)
+        global _generation_s
+        _generation_s += time.monotonic() - started
+        logger.info("Generated the demo dataset in %.0f s", _generation_s)
     return root
+
+
+def generation_seconds():
+    """Returns the seconds this process spent generating the demo data (0.0 when it was cached)."""
+    return _generation_s
 
 
 @contextlib.contextmanager

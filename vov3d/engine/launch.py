@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+import time
 import traceback
 
 import torch.multiprocessing as mp
@@ -192,20 +193,44 @@ def train_then_test(cfg):
     from vov3d.engine.evaluate import test
     from vov3d.engine.train import train
 
+    started = time.monotonic()
     lock = run_dir.lock_output_dir(cfg.OUTPUT_DIR)  # one run per OUTPUT_DIR
     try:
         if cfg.TRAIN.ENABLE:
             train(cfg)
         report = test(cfg) if cfg.TEST.ENABLE else None
         if du.is_master_proc():
-            print_run_summary(cfg, report)
+            print_run_summary(cfg, report, wall_s=time.monotonic() - started)
     finally:
         if lock is not None:
             lock.release()
 
 
-def print_run_summary(cfg, report):
-    """Prints where a finished run's results are, and what to try next."""
+def reached_vs_documented(cfg, report, wall_s, generation_s=0.0):
+    """Returns the summary lines comparing the run's top-1 and wall time with cfg.DOCUMENTED (none when
+    nothing is documented)."""
+    doc = cfg.DOCUMENTED
+    if not (doc.TOP1_ACC or doc.WALL_MINUTES):
+        return []
+    top1 = f"top-1 {report['top1_acc']:.2f}%" if report is not None else "no test"
+    gen = f", of which {generation_s:.0f} s generating the demo data" if generation_s else ""
+    lines = [f"Reached:      {top1} in {wall_s / 60:.1f} min wall ({wall_s:.0f} s from start of training{gen})"]
+    promise = []
+    if doc.TOP1_ACC:
+        ok = report is not None and report["top1_acc"] >= doc.TOP1_ACC
+        promise.append(f"top-1 >= {doc.TOP1_ACC:.1f}% ({'met' if ok else 'NOT met'})")
+    if doc.WALL_MINUTES:
+        ok = wall_s - generation_s <= doc.WALL_MINUTES * 60
+        promise.append(f"<= {doc.WALL_MINUTES:.1f} min with the data cached ({'met' if ok else 'NOT met'})")
+    where = f", measured on {doc.MACHINE}" if doc.MACHINE else ""
+    lines.append(f"Documented:   {', '.join(promise)}{where}")
+    return lines
+
+
+def print_run_summary(cfg, report, wall_s=None):
+    """Prints what a finished run reached (against cfg.DOCUMENTED), where its results are, and what to
+    try next."""
+    from vov3d.datasets import demo
     from vov3d.utils import checkpoint as cu
 
     out = os.path.abspath(cfg.OUTPUT_DIR)
@@ -214,10 +239,14 @@ def print_run_summary(cfg, report):
         views = f"{cfg.TEST.NUM_ENSEMBLE_VIEWS} clips x {cfg.TEST.NUM_SPATIAL_CROPS} crops"
         lines.append(f"Multi-view test ({views}): top-1 {report['top1_acc']:.2f}%  top-5 {report['top5_acc']:.2f}%"
                      f"  over {report['num_videos']} videos ({report['num_invalid']} undecodable excluded)")
+    if wall_s is not None:
+        lines += reached_vs_documented(cfg, report, wall_s, demo.generation_seconds())
     last = cu.get_last_checkpoint(cfg.OUTPUT_DIR)
     lines += [
         f"Checkpoints:  {cu.get_checkpoint_dir(out)}",
         f"Logs:         {os.path.join(out, 'stdout.log')} (json_stats lines), {os.path.join(out, 'manifest.json')}",
+        f"Metrics:      {os.path.join(out, 'metrics.jsonl')}, per class {os.path.join(out, 'test_per_class_accuracy.csv')}",
+        f"Confusion:    {os.path.join(out, 'test_confusion_matrix.csv')} (.png beside it)",
         f"Plots:        {os.path.join(out, 'training_curves.png')}, {os.path.join(out, 'test_confusion_matrix.png')}",
         f"Scores:       {os.path.join(out, 'test_scores.pt')} (every view; re-ensemble with vov3d.engine.evaluate.reensemble)",
     ]
