@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from conftest import REPO
-from vov3d.bench.demo import format_demo_table, read_test_top1, spread, train_levers
+from vov3d.bench.demo import format_demo_table, read_test_top1, spread, take_int_lists, train_levers
 
 # One epoch of 2 steps on 10 + 10 generated videos with a 4-channel VoV3D: seconds per run.
 TINY = ["DEMO_DATA.TRAIN_PER_CLASS", 1, "DEMO_DATA.VAL_PER_CLASS", 1, "SOLVER.MAX_EPOCH", 1,
         "TRAIN.BATCH_SIZE", 4, "TEST.BATCH_SIZE", 5, "TEST.NUM_ENSEMBLE_VIEWS", 1, "TEST.NUM_SPATIAL_CROPS", 1,
         "DATA.NUM_FRAMES", 4, "DATA.TRAIN_JITTER_SCALES", "[32,40]", "DATA.TRAIN_CROP_SIZE", 32,
         "DATA.TEST_CROP_SIZE", 32, "VOV3D.INNER_CH", 4, "X3D.DIM_C5", 16, "BN.NUM_BATCHES_PRECISE", 1,
-        "LOG_MODEL_INFO", False, "TENSORBOARD.ENABLE", False,
+        "LOG_MODEL_INFO", False, "TENSORBOARD.ENABLE", False, "TRAIN.EVAL_PERIOD", 0,
         # Fixed speed levers: nothing is measured (the autotune has its own tests).
         "MODEL.MEMORY_FORMAT", "contiguous", "MODEL.DEPTHWISE_IMPL", "conv3d", "MODEL.CPU_FUSED_UNITS", "off",
         "MODEL.INFERENCE_AMP", "off", "MODEL.FOLD_BN", False]
@@ -92,3 +92,14 @@ def test_documented_verdict_uses_the_worst_run():
     result["top1"], result["wall_s"] = spread([92.0, 90.5]), spread([200.0, 250.0])
     table = format_demo_table(result)
     assert "top-1 >= 90.0%: met" in table and "<= 5.0 min: met" in table
+
+
+def test_overrides_may_follow_the_number_lists():
+    import argparse
+
+    args = take_int_lists(argparse.Namespace(seeds=["0", "1", "2"], workers=["1", "2", "SOLVER.MAX_EPOCH", "5"],
+                                             opts=["TRAIN.BATCH_SIZE", "16"]))
+    assert args.seeds == [0, 1, 2] and args.workers == [1, 2]
+    assert args.opts == ["SOLVER.MAX_EPOCH", "5", "TRAIN.BATCH_SIZE", "16"]
+    with pytest.raises(ValueError, match="--seeds"):
+        take_int_lists(argparse.Namespace(seeds=["SOLVER.MAX_EPOCH"], workers=["1"], opts=[]))

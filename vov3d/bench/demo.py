@@ -161,9 +161,28 @@ DEFAULT_CONFIG = os.path.join(REPO, "configs", "demo", "VoV3D_M_demo.yaml")
 def add_demo_args(parser):
     """Adds the --mode demo options to the tool's parser."""
     g = parser.add_argument_group("--mode demo (--cfg defaults to configs/demo/VoV3D_M_demo.yaml)")
-    g.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="RNG_SEED values (default 0 1 2)")
-    g.add_argument("--workers", type=int, nargs="+", default=[1, 2],
-                   help="DATA_LOADER.NUM_WORKERS values (default 1 2)")
+    # Strings: the values that follow the numbers are the KEY VALUE overrides (see take_int_lists).
+    g.add_argument("--seeds", nargs="+", default=["0", "1", "2"], help="RNG_SEED values (default 0 1 2)")
+    g.add_argument("--workers", nargs="+", default=["1", "2"], help="DATA_LOADER.NUM_WORKERS values (default 1 2)")
     g.add_argument("--out", default="output/benchmark_demo",
                    help="folder of the runs, one sub-folder per seed and worker count (must not hold earlier runs)")
     return parser
+
+
+def take_int_lists(args):
+    """Turns args.seeds and args.workers into int lists; returns args. Words after the numbers of either
+    list (``--workers 1 2 SOLVER.MAX_EPOCH 5``) are config overrides, moved to the front of args.opts."""
+    moved = []
+    for name in ("seeds", "workers"):
+        values, rest = [], []
+        for word in getattr(args, name):
+            if not rest and word.lstrip("-").isdigit():
+                values.append(int(word))
+            else:
+                rest.append(word)
+        if not values:
+            raise ValueError(f"--{name} needs at least one integer, got {' '.join(getattr(args, name))}")
+        setattr(args, name, values)
+        moved += rest
+    args.opts = moved + list(args.opts)
+    return args
