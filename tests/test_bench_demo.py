@@ -52,6 +52,10 @@ def test_demo_benchmark_runs_each_combination_in_its_own_folder(bench, capsys):
         assert r["output_dir"] == str(out / f"seed3_workers{r['workers']}")
         assert os.path.isfile(os.path.join(r["output_dir"], "test_confusion_matrix.csv"))
         assert r["top1"] == read_test_top1(r["output_dir"]) is not None and r["wall_s"] > 0
+        with open(r["log"]) as f:
+            tail = f.read().rsplit("=" * 78, 2)[-2]  # the run's closing summary
+        assert "Reached:      top-1" in tail and "Documented:   top-1 >= " in tail
+        assert "test_confusion_matrix.csv" in tail and "metrics.jsonl" in tail and "checkpoints" in tail
     table = format_demo_table(result)
     assert "min" in table and "median" in table and result["machine"]["cpu"] in table
     assert result["data_generation_s"] > 0  # the tiny data did not exist before: generated and timed apart
@@ -103,3 +107,19 @@ def test_overrides_may_follow_the_number_lists():
     assert args.opts == ["SOLVER.MAX_EPOCH", "5", "TRAIN.BATCH_SIZE", "16"]
     with pytest.raises(ValueError, match="--seeds"):
         take_int_lists(argparse.Namespace(seeds=["SOLVER.MAX_EPOCH"], workers=["1"], opts=[]))
+
+
+def test_summary_compares_with_the_documented_figures():
+    from vov3d.config.defaults import get_cfg
+    from vov3d.engine.launch import reached_vs_documented
+
+    cfg = get_cfg()
+    report = {"top1_acc": 91.0}
+    assert reached_vs_documented(cfg, report, 200.0) == []  # nothing documented, nothing compared
+    cfg.DOCUMENTED.TOP1_ACC, cfg.DOCUMENTED.WALL_MINUTES, cfg.DOCUMENTED.MACHINE = 90.0, 5.0, "CPU X"
+    reached, documented = reached_vs_documented(cfg, report, 330.0, generation_s=40.0)
+    assert "top-1 91.00% in 5.5 min" in reached and "40 s generating" in reached
+    assert documented == ("Documented:   top-1 >= 90.0% (met), <= 5.0 min with the data cached (met), "
+                          "measured on CPU X")
+    _, documented = reached_vs_documented(cfg, {"top1_acc": 89.9}, 301.0)
+    assert "top-1 >= 90.0% (NOT met)" in documented and "(NOT met), measured" in documented

@@ -120,6 +120,10 @@ def _f(x, spec):
     return "-" if x is None else format(x, spec)
 
 
+def _generation(seconds):
+    return f"generated in {seconds:.0f} s" if seconds else "cached"
+
+
 def format_run(r):
     """Returns one table row for a run."""
     status = "" if r["returncode"] == 0 else f"  FAILED (exit {r['returncode']}, see {r['log']})"
@@ -133,8 +137,7 @@ def format_demo_table(result):
 
     lines = [f"Demo benchmark: {result['config']} {' '.join(result['opts'])}".rstrip(),
              f"Machine: {format_machine(result['machine'])}",
-             f"Demo data: {'generated in %.0f s' % result['data_generation_s'] if result['data_generation_s'] else 'cached'}"
-             " (not counted in the wall times)",
+             f"Demo data: {_generation(result['data_generation_s'])} (not counted in the wall times)",
              "seed  workers   top-1%   wall s  load (1 min avg) before -> after  train speed levers"]
     lines += [format_run(r) for r in result["runs"]]
     for name, key, spec in (("top-1 %", "top1", ".2f"), ("wall s", "wall_s", ".1f")):

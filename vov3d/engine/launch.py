@@ -214,7 +214,8 @@ def reached_vs_documented(cfg, report, wall_s, generation_s=0.0):
         return []
     top1 = f"top-1 {report['top1_acc']:.2f}%" if report is not None else "no test"
     gen = f", of which {generation_s:.0f} s generating the demo data" if generation_s else ""
-    lines = [f"Reached:      {top1} in {wall_s / 60:.1f} min wall ({wall_s:.0f} s from start of training{gen})"]
+    lines = [f"Reached:      {top1} in {wall_s / 60:.1f} min wall "
+             f"({wall_s:.0f} s from start-up to the end of the test{gen})"]
     promise = []
     if doc.TOP1_ACC:
         ok = report is not None and report["top1_acc"] >= doc.TOP1_ACC
@@ -245,7 +246,8 @@ def print_run_summary(cfg, report, wall_s=None):
     lines += [
         f"Checkpoints:  {cu.get_checkpoint_dir(out)}",
         f"Logs:         {os.path.join(out, 'stdout.log')} (json_stats lines), {os.path.join(out, 'manifest.json')}",
-        f"Metrics:      {os.path.join(out, 'metrics.jsonl')}, per class {os.path.join(out, 'test_per_class_accuracy.csv')}",
+        f"Metrics:      {os.path.join(out, 'metrics.jsonl')}, "
+        f"per class {os.path.join(out, 'test_per_class_accuracy.csv')}",
         f"Confusion:    {os.path.join(out, 'test_confusion_matrix.csv')} (.png beside it)",
         f"Plots:        {os.path.join(out, 'training_curves.png')}, {os.path.join(out, 'test_confusion_matrix.png')}",
         f"Scores:       {os.path.join(out, 'test_scores.pt')} (every view; re-ensemble with vov3d.engine.evaluate.reensemble)",
