@@ -77,14 +77,11 @@ def spread(values):
 
 def prepare_data(cfg):
     """Generates the demo data when it is not cached; returns the seconds spent (0.0 when cached)."""
-    from vov3d.datasets.demo import ensure_demo_data
+    from vov3d.datasets import demo
 
-    started = time.monotonic()
-    root = os.path.abspath(os.path.expanduser(cfg.DEMO_DATA.ROOT))
-    cached = os.path.isfile(os.path.join(root, "DEMO_VERSION"))
-    ensure_demo_data(cfg, progress=False)
-    took = time.monotonic() - started
-    return 0.0 if cached and took < 1.0 else took
+    before = demo.generation_seconds()
+    demo.ensure_demo_data(cfg, progress=False)
+    return demo.generation_seconds() - before
 
 
 def run_demo_benchmark(cfg_file, opts, seeds, workers, out_root, progress=print):
@@ -97,19 +94,21 @@ def run_demo_benchmark(cfg_file, opts, seeds, workers, out_root, progress=print)
 
     cfg = load_config(cfg_file, list(opts))
     generation_s = prepare_data(cfg) if cfg.TRAIN.DATASET == "demo" or cfg.TEST.DATASET == "demo" else 0.0
+    out_root = out_root or os.path.join("output", "benchmark_demo", time.strftime("%Y%m%d-%H%M%S"))
+    root = os.path.abspath(out_root)
+    plan = [(seed, w, os.path.join(root, run_dir_name(seed, w))) for seed in seeds for w in workers]
+    for _, _, out in plan:
+        if os.path.exists(os.path.join(out, "checkpoints")):
+            raise FileExistsError(f"{out}: holds an earlier run (it would resume); choose another --out")
     runs = []
-    for seed in seeds:
-        for w in workers:
-            out = os.path.join(os.path.abspath(out_root), run_dir_name(seed, w))
-            if os.path.exists(os.path.join(out, "checkpoints")):
-                raise FileExistsError(f"{out}: holds an earlier run (it would resume); choose another --out")
-            r = run_one(cfg_file, seed, w, out, opts)
-            runs.append(r)
-            if progress:
-                progress(format_run(r))
+    for seed, w, out in plan:
+        r = run_one(cfg_file, seed, w, out, opts)
+        runs.append(r)
+        if progress:
+            progress(format_run(r))
     doc = cfg.DOCUMENTED
     return {
-        "mode": "demo", "config": cfg_file, "opts": list(map(str, opts)),
+        "mode": "demo", "config": cfg_file, "opts": list(map(str, opts)), "out": os.path.abspath(out_root),
         "machine": machine_info(torch.device("cpu")), "data_generation_s": generation_s,
         "runs": runs, "top1": spread(r["top1"] for r in runs), "wall_s": spread(r["wall_s"] for r in runs),
         "documented": {"top1_acc": doc.TOP1_ACC, "wall_minutes": doc.WALL_MINUTES, "machine": doc.MACHINE},
@@ -167,8 +166,9 @@ def add_demo_args(parser):
     # Strings: the values that follow the numbers are the KEY VALUE overrides (see take_int_lists).
     g.add_argument("--seeds", nargs="+", default=["0", "1", "2"], help="RNG_SEED values (default 0 1 2)")
     g.add_argument("--workers", nargs="+", default=["1", "2"], help="DATA_LOADER.NUM_WORKERS values (default 1 2)")
-    g.add_argument("--out", default="output/benchmark_demo",
-                   help="folder of the runs, one sub-folder per seed and worker count (must not hold earlier runs)")
+    g.add_argument("--out", default="",
+                   help="folder of the runs, one sub-folder per seed and worker count (must not hold earlier runs; "
+                        "default output/benchmark_demo/<date-time>)")
     return parser
 
 
