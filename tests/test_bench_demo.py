@@ -1,14 +1,12 @@
-"""tools/benchmark.py --mode demo on a tiny version of the demo: every (seed, workers) run in its own
+"""vov3d-benchmark (tools/benchmark.py) --mode demo on a tiny version of the demo: every (seed, workers) run in its own
 folder, a table with min / median / max, and the same result whatever the number of loader workers."""
 
-import importlib.util
 import json
 import os
 
 import pytest
 import torch
 
-from conftest import REPO
 from vov3d.bench.demo import format_demo_table, read_test_top1, spread, take_int_lists, train_levers
 
 # One epoch of 2 steps on 10 + 10 generated videos with a 4-channel VoV3D: seconds per run.
@@ -24,16 +22,14 @@ TINY = ["DEMO_DATA.TRAIN_PER_CLASS", 1, "DEMO_DATA.VAL_PER_CLASS", 1, "SOLVER.MA
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
-    spec = importlib.util.spec_from_file_location("tool_benchmark", REPO / "tools" / "benchmark.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    from vov3d.cli.benchmark import main
     root = tmp_path_factory.mktemp("bench_demo")
     opts = [str(v) for v in TINY] + ["DEMO_DATA.ROOT", str(root / "data")]
     out = root / "runs"
     env = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = "1"
     try:
-        rc = tool.main(["--mode", "demo", "--seeds", "3", "--workers", "1", "2", "--out", str(out),
+        rc = main(["--mode", "demo", "--seeds", "3", "--workers", "1", "2", "--out", str(out),
                    "--output", str(root / "result.json"), *opts])
     finally:
         if env is None:

@@ -1,6 +1,6 @@
-"""tools/benchmark.py --mode demo: re-checks the demo's documented accuracy and time on this machine.
+"""vov3d-benchmark (tools/benchmark.py) --mode demo: re-checks the demo's documented accuracy and time on this machine.
 
-Runs the demo recipe (``tools/run_net.py --cfg configs/demo/VoV3D_M_demo.yaml``, as ``make demo`` does)
+Runs the demo recipe (``run_net --cfg configs/demo/VoV3D_M_demo.yaml``, as ``make demo`` does)
 once per (RNG_SEED, DATA_LOADER.NUM_WORKERS) combination, each in its own process and its own output
 folder, one after the other (so each run has the machine to itself), and reports each run's multi-view
 test top-1 and wall time with the load average around it, then min / median / max over the runs against
@@ -16,8 +16,9 @@ import subprocess
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-RUN_NET = os.path.join(REPO, "tools", "run_net.py")
+# The folder holding the vov3d package: put on the runs' PYTHONPATH, so they run this very vov3d
+# (a source checkout or an installed copy).
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _LEVERS = re.compile(r"Speed levers \(train\): (\S+?),? (measured|\(cached)")
 
 
@@ -53,12 +54,14 @@ def run_one(cfg_file, seed, workers, output_dir, opts=(), env=None):
     load_after, returncode, levers, output_dir, log}."""
     os.makedirs(output_dir, exist_ok=True)
     log = os.path.join(output_dir, "benchmark_run.log")
-    cmd = [sys.executable, RUN_NET, "--cfg", cfg_file, *map(str, opts), "RNG_SEED", str(seed),
+    cmd = [sys.executable, "-m", "vov3d.cli.run_net", "--cfg", cfg_file, *map(str, opts), "RNG_SEED", str(seed),
            "DATA_LOADER.NUM_WORKERS", str(workers), "OUTPUT_DIR", output_dir]
+    env = dict(os.environ if env is None else env)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_PARENT, env.get("PYTHONPATH", "")) if p)
     load_before = os.getloadavg()[0]
     started = time.monotonic()
     with open(log, "w") as f:
-        rc = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        rc = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
     wall = time.monotonic() - started
     with open(log, errors="replace") as f:
         text = f.read()
@@ -89,9 +92,11 @@ def run_demo_benchmark(cfg_file, opts, seeds, workers, out_root, progress=print)
     documented figures, machine, data generation time)."""
     from vov3d.bench.model import machine_info
     from vov3d.config import load_config
+    from vov3d.config.paths import find_config
 
     import torch
 
+    cfg_file = os.path.abspath(find_config(cfg_file))
     cfg = load_config(cfg_file, list(opts))
     generation_s = prepare_data(cfg) if cfg.TRAIN.DATASET == "demo" or cfg.TEST.DATASET == "demo" else 0.0
     out_root = out_root or os.path.join("output", "benchmark_demo", time.strftime("%Y%m%d-%H%M%S"))
@@ -157,7 +162,7 @@ def format_demo_table(result):
     return "\n".join(lines)
 
 
-DEFAULT_CONFIG = os.path.join(REPO, "configs", "demo", "VoV3D_M_demo.yaml")
+DEFAULT_CONFIG = "configs/demo/VoV3D_M_demo.yaml"  # found in the checkout or the installed package
 
 
 def add_demo_args(parser):

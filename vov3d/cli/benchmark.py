@@ -4,6 +4,12 @@
 (see vov3d/bench/data.py). --synthetic kinetics|ssv2|ssv1 benchmarks a generated realistic
 dataset instead of the config's data.
 
+--mode demo: runs the demo recipe for every --seeds x --workers combination, each in its own process and
+output folder, and prints each run's test top-1, wall time and load average, then min / median / max
+against the recipe's documented figures (see vov3d/bench/demo.py):
+
+    vov3d-benchmark --mode demo --seeds 0 1 2 --workers 1 2
+
 --mode model: train-step (forward, backward, SGD step) and eval-forward time, clips/s and peak memory of
 each speed lever (vov3d/runtime) against stock ops in NCTHW layout, interleaved in one run, with the
 machine named (see vov3d/bench/model.py). --cfg may be given several times. The issue's measurement:
@@ -27,7 +33,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cfg", dest="cfg_files", action="append", default=[],
                         help="YAML config file (--mode model: may be repeated)")
-    parser.add_argument("--mode", choices=("data", "model"), default="data", help="what to benchmark")
+    parser.add_argument("--mode", choices=("data", "model", "demo"), default="data", help="what to benchmark")
     parser.add_argument("--num-iters", dest="num_iters", type=int, default=0,
                         help="timed batches per run (0: BENCHMARK.NUM_EPOCHS epochs)")
     parser.add_argument("--synthetic", default="", choices=("", "kinetics", "ssv2", "ssv1"),
@@ -35,13 +41,17 @@ def main(argv=None):
     parser.add_argument("--synthetic-dir", dest="synthetic_dir", default="", help="where to write it (default: temp)")
     parser.add_argument("--output", default="", help="also write the figures as JSON here")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides as KEY VALUE pairs")
+    from vov3d.bench.demo import add_demo_args
     from vov3d.bench.model import add_model_args
 
     add_model_args(parser)
+    add_demo_args(parser)
     args = parser.parse_args(argv)
     args.cfg_file = args.cfg_files[0] if args.cfg_files else None
     if args.mode == "model":
         return _model_mode(args)
+    if args.mode == "demo":
+        return _demo_mode(args)
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s %(name)s] %(message)s")
     try:
         cfg = load_config(args.cfg_file, args.opts)
@@ -56,6 +66,24 @@ def main(argv=None):
         with open(args.output, "w") as f:
             json.dump(result, f, indent=1)
     return 0
+
+
+def _demo_mode(args):
+    from vov3d.bench.demo import DEFAULT_CONFIG, format_demo_table, run_demo_benchmark, take_int_lists
+
+    logging.basicConfig(level=logging.WARNING, format="[%(levelname)s %(name)s] %(message)s")
+    try:
+        take_int_lists(args)
+        result = run_demo_benchmark(args.cfg_file or DEFAULT_CONFIG, args.opts, args.seeds, args.workers, args.out,
+                                    progress=lambda row: print(row, flush=True))
+    except USER_ERRORS + (FileExistsError,) as e:
+        print(error_line(e), file=sys.stderr)
+        return EXIT_USER_ERROR
+    print(format_demo_table(result))
+    if args.output:
+        with open(args.output, "w") as f:
+            json.dump(result, f, indent=1)
+    return 0 if all(r["returncode"] == 0 for r in result["runs"]) else 1
 
 
 def _model_mode(args):
