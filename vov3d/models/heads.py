@@ -34,8 +34,8 @@ class X3DHead(nn.Module):
         else:
             raise NotImplementedError(f"MODEL.HEAD_ACT {act_func!r} is not supported (softmax | sigmoid)")
 
-    def forward_logits(self, x):
-        """Returns the classifier output at every position of the pooled map: (N, T', H', W', K)."""
+    def forward_pre_logits(self, x):
+        """Returns the vector the classifier reads at every position of the pooled map: (N, T', H', W', D)."""
         x = self.conv_5_relu(self.conv_5_bn(self.conv_5(x)))
         x = self.lin_5(self.avg_pool(x))
         if hasattr(self, "lin_5_bn"):
@@ -43,10 +43,19 @@ class X3DHead(nn.Module):
         x = self.lin_5_relu(x).permute(0, 2, 3, 4, 1)
         if hasattr(self, "dropout"):
             x = self.dropout(x)
-        return self.projection(x)
+        return x
 
-    def forward(self, xs):
-        x = self.forward_logits(xs[0])
+    def forward_logits(self, x):
+        """Returns the classifier output at every position of the pooled map: (N, T', H', W', K)."""
+        return self.projection(self.forward_pre_logits(x))
+
+    def forward_head(self, x, pre_logits=False):
+        """Returns the logits (N, K) averaged over positions; with `pre_logits`, the (N, D) vectors."""
+        x = self.forward_pre_logits(x)
+        return x.mean((1, 2, 3)) if pre_logits else self.projection(x).mean((1, 2, 3))
+
+    def forward(self, x):
+        x = self.forward_logits(x)
         if not self.training:
             x = self.act(x).mean((1, 2, 3))
         return x.reshape(x.shape[0], -1)
@@ -80,7 +89,8 @@ class PoolFCHead(nn.Module):
             self.dropout = nn.Dropout(dropout_rate)
         self.fc = nn.Linear(dim_in, num_classes, bias=True)
 
-    def forward(self, x):
+    def forward_pre_logits(self, x):
+        """Returns the vector the fc reads at every position of the pooled map: (N, T', H', W', D)."""
         if self.pool_size is None:
             x = x.mean((2, 3, 4), keepdim=True)
         else:
@@ -89,7 +99,15 @@ class PoolFCHead(nn.Module):
         x = x.permute(0, 2, 3, 4, 1)
         if hasattr(self, "dropout"):
             x = self.dropout(x)
-        x = self.fc(x)
+        return x
+
+    def forward_head(self, x, pre_logits=False):
+        """Returns the logits (N, K) averaged over positions; with `pre_logits`, the (N, D) vectors."""
+        x = self.forward_pre_logits(x)
+        return x.mean((1, 2, 3)) if pre_logits else self.fc(x).mean((1, 2, 3))
+
+    def forward(self, x):
+        x = self.fc(self.forward_pre_logits(x))
         if not self.training:
             x = x.softmax(dim=-1) if self.act_func == "softmax" else x.sigmoid()
         return x.mean((1, 2, 3))

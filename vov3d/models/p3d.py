@@ -32,6 +32,7 @@ The paper trains on 16x160^2 clips (README); its frame size 182x242 is unverifie
 
 import torch.nn as nn
 
+from vov3d.models.base import VideoClassifier, clip_of
 from vov3d.models.build import MODEL_REGISTRY
 from vov3d.models.heads import PoolFCHead
 from vov3d.models.layers import init_weights, rename_state_dict
@@ -86,10 +87,11 @@ class P3DBlock(nn.Module):
 
 
 @MODEL_REGISTRY.register()
-class P3D(nn.Module):
+class P3D(VideoClassifier):
     """P3D ResNet-63/131/199 (P3D.DEPTH) with P3D.UNIT_CYCLE units; clips of at least 16 frames."""
 
     CLASSIFIER = "head.fc"
+    FEATURE_LAYER = "layer4"
     MIN_FRAMES = 16  # four temporal halvings (pool1, before res3, res4, res5)
 
     def __init__(self, cfg):
@@ -116,8 +118,8 @@ class P3D(nn.Module):
         self.head = PoolFCHead(dim_in, cfg.MODEL.NUM_CLASSES, None, cfg.MODEL.DROPOUT_RATE, cfg.MODEL.HEAD_ACT)
         init_weights(self, cfg.MODEL.FC_INIT_STD, cfg.RESNET.ZERO_INIT_FINAL_BN)
 
-    def forward(self, xs):
-        x = xs[0]
+    def forward_features(self, x):
+        x = clip_of(x)
         if x.shape[2] < self.MIN_FRAMES:
             raise ValueError(
                 f"P3D halves the clip length four times and needs at least {self.MIN_FRAMES} frames "
@@ -126,8 +128,7 @@ class P3D(nn.Module):
         x = self.layer1(self.stem(x))
         x = self.layer2(self.pool3(x))
         x = self.layer3(self.pool4(x))
-        x = self.layer4(self.pool5(x))
-        return self.head(x)
+        return self.layer4(self.pool5(x))
 
     @staticmethod
     def convert_state_dict(state):

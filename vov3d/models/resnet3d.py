@@ -24,6 +24,7 @@ Where sources disagree (zoo-notes section 9):
 
 import torch.nn as nn
 
+from vov3d.models.base import VideoClassifier, clip_of
 from vov3d.models.build import MODEL_REGISTRY
 from vov3d.models.heads import PoolFCHead
 from vov3d.models.layers import init_weights, rename_state_dict
@@ -84,10 +85,11 @@ def _shortcut(dim_in, dim_out, stride):
 
 
 @MODEL_REGISTRY.register()
-class ResNet3D(nn.Module):
+class ResNet3D(VideoClassifier):
     """R(2+1)D / R3D / MC3 / ir-CSN / ip-CSN at depth 18-152 (RESNET3D.ARCH, RESNET.DEPTH)."""
 
     CLASSIFIER = "head.fc"
+    FEATURE_LAYER = "layer4"
 
     def __init__(self, cfg):
         super().__init__()
@@ -120,11 +122,11 @@ class ResNet3D(nn.Module):
         # torchvision's and VMZ's init: He fan-out convs, unit BNs, N(0, 0.01) fc.
         init_weights(self, cfg.MODEL.FC_INIT_STD, cfg.RESNET.ZERO_INIT_FINAL_BN)
 
-    def forward(self, xs):
-        x = self.stem(xs[0])
+    def forward_features(self, x):
+        x = self.stem(clip_of(x))
         for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
             x = layer(x)
-        return self.head(x)
+        return x
 
     @staticmethod
     def convert_state_dict(state):

@@ -33,6 +33,7 @@ runnable reference, so its state_dict loads (`convert_state_dict`) with equal ou
 import torch
 import torch.nn as nn
 
+from vov3d.models.base import VideoClassifier, clip_of
 from vov3d.models.build import MODEL_REGISTRY
 from vov3d.models.heads import PoolFCHead
 from vov3d.models.layers import init_weights, rename_state_dict
@@ -115,10 +116,11 @@ class InceptionBlock(nn.Module):
 
 
 @MODEL_REGISTRY.register()
-class S3D(nn.Module):
+class S3D(VideoClassifier):
     """S3D / S3D-G and their top-/bottom-heavy variants from the S3D keys (see the module docstring)."""
 
     CLASSIFIER = "head.fc"
+    FEATURE_LAYER = "Mixed_5c"
 
     def __init__(self, cfg):
         super().__init__()
@@ -163,13 +165,13 @@ class S3D(nn.Module):
         self.head = PoolFCHead(dim, cfg.MODEL.NUM_CLASSES, (2, 7, 7), cfg.MODEL.DROPOUT_RATE, cfg.MODEL.HEAD_ACT)
         init_weights(self, cfg.MODEL.FC_INIT_STD, zero_init_final_bn=False)
 
-    def forward(self, xs):
-        x = xs[0]
+    def forward_features(self, x):
+        x = clip_of(x)
         for name in ("Conv2d_1a_7x7", "MaxPool_2a_3x3", "Conv2d_2b_1x1", "Conv2d_2c_3x3", "MaxPool_3a_3x3",
                      "Mixed_3b", "Mixed_3c", "MaxPool_4a_3x3", "Mixed_4b", "Mixed_4c", "Mixed_4d", "Mixed_4e",
                      "Mixed_4f", "MaxPool_5a_2x2", "Mixed_5b", "Mixed_5c"):
             x = getattr(self, name)(x)
-        return self.head(x)
+        return x
 
     @staticmethod
     def convert_state_dict(state):

@@ -32,6 +32,7 @@ max pools; the paper's params/FLOPs table could not be cross-checked.
 import torch
 import torch.nn as nn
 
+from vov3d.models.base import VideoClassifier, clip_of
 from vov3d.models.build import MODEL_REGISTRY
 from vov3d.models.heads import PoolFCHead
 from vov3d.models.layers import init_weights, rename_state_dict
@@ -86,10 +87,11 @@ class SmallBigBlock(nn.Module):
 
 
 @MODEL_REGISTRY.register()
-class SmallBigNet(nn.Module):
+class SmallBigNet(VideoClassifier):
     """SmallBigNet-23/50/101 (RESNET.DEPTH) for clips of exactly DATA.NUM_FRAMES frames."""
 
     CLASSIFIER = "head.fc"
+    FEATURE_LAYER = "layer4"
 
     def __init__(self, cfg):
         super().__init__()
@@ -121,8 +123,8 @@ class SmallBigNet(nn.Module):
                 nn.init.zeros_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def forward(self, xs):
-        x = xs[0]
+    def forward_features(self, x):
+        x = clip_of(x)
         if x.shape[2] != self.num_frames:
             raise ValueError(
                 f"SmallBigNet was built for {self.num_frames}-frame clips (DATA.NUM_FRAMES): its last big "
@@ -132,7 +134,7 @@ class SmallBigNet(nn.Module):
         x = self.stem(x)
         for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
             x = layer(x)
-        return self.head(x)
+        return x
 
     @staticmethod
     def convert_state_dict(state):

@@ -22,6 +22,7 @@ Where the paper's text and the official code differ, this follows the code:
 import torch
 import torch.nn as nn
 
+from vov3d.models.base import VideoClassifier, clip_of
 from vov3d.models.build import MODEL_REGISTRY
 from vov3d.models.heads import X3DHead, pool_size_for
 from vov3d.models.layers import SqueezeExcitation, Swish, init_weights
@@ -109,7 +110,7 @@ class TOSATransform(nn.Module):
 
 
 @MODEL_REGISTRY.register()
-class VoV3D(nn.Module):
+class VoV3D(VideoClassifier):
     """VoV3D-M (VOV3D.DEPTH 31, INNER_CH 40) and VoV3D-L (DEPTH 70, INNER_CH 48).
 
     Takes a list holding one clip N x C x T x H x W; returns logits in train mode and class
@@ -117,6 +118,7 @@ class VoV3D(nn.Module):
     """
 
     CLASSIFIER = "head.projection"
+    FEATURE_LAYER = "s5"
 
     def __init__(self, cfg):
         super().__init__()
@@ -159,7 +161,8 @@ class VoV3D(nn.Module):
 
         return make_block
 
-    def forward(self, xs):
+    def forward_features(self, x):
+        xs = [clip_of(x)]
         for stage in (self.s1, self.s2, self.s3, self.s4, self.s5):
             xs = stage(xs)
-        return self.head(xs)
+        return xs[0]

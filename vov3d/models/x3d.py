@@ -19,6 +19,7 @@ import re
 
 import torch.nn as nn
 
+from vov3d.models.base import VideoClassifier, clip_of
 from vov3d.models.build import MODEL_REGISTRY
 from vov3d.models.heads import X3DHead, pool_size_for
 from vov3d.models.layers import SqueezeExcitation, Swish, init_weights, round_repeats, round_width
@@ -65,10 +66,11 @@ class X3DTransform(nn.Module):
 
 
 @MODEL_REGISTRY.register()
-class X3D(nn.Module):
+class X3D(VideoClassifier):
     """X3D-XS/S/M/L from the X3D expansion keys; same input and output conventions as VoV3D."""
 
     CLASSIFIER = "head.projection"
+    FEATURE_LAYER = "s5"
 
     def __init__(self, cfg):
         super().__init__()
@@ -106,10 +108,11 @@ class X3D(nn.Module):
         )
         init_weights(self, cfg.MODEL.FC_INIT_STD, cfg.RESNET.ZERO_INIT_FINAL_BN)
 
-    def forward(self, xs):
+    def forward_features(self, x):
+        xs = [clip_of(x)]
         for stage in (self.s1, self.s2, self.s3, self.s4, self.s5):
             xs = stage(xs)
-        return self.head(xs)
+        return xs[0]
 
     def convert_state_dict(self, state):
         """Returns `state` with PyTorchVideo X3D names (`blocks.K...`) mapped to ours; ours pass unchanged."""
