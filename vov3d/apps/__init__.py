@@ -1,0 +1,1 @@
+"""Applications built on the engine and the models: export, feature extraction, Grad-CAM."""
