@@ -79,3 +79,87 @@ def test_export_program_is_stock_and_folded_even_from_a_fused_inference_copy(tra
         assert torch.allclose(program(x), model([x]), atol=1e-5)
     with pytest.raises(ValueError, match=r"\.pt2"):
         export_model(model, (2, 3, 4, 32, 32), str(tmp_path / "tiny.bin"), "export")
+
+
+@pytest.fixture(scope="module")
+def ssv2_tiny(tmp_path_factory):
+    """A generated SSv2 tree: 4 validation videos, one of them damaged."""
+    from vov3d.datasets import synthetic
+
+    data = synthetic.make_ssv2(str(tmp_path_factory.mktemp("ssv2")), videos_per_split={"train": 1, "val": 4, "test": 0},
+                               width=40, height=32)
+    bad = data.split("val")[1]
+    synthetic.corrupt_file(bad.path, "garbage")
+    return data, bad.video_id
+
+
+def _extract_cfg(trained, data, *opts):
+    cfg_path, _, _ = trained
+    return load_config(cfg_path, data.cfg_opts() + ["TEST.DATASET", "ssv2", "TRAIN.DATASET", "ssv2",
+                                                    "TEST.BATCH_SIZE", 1, "DATA_LOADER.NUM_WORKERS", 0, *opts])
+
+
+def test_extract_features_resumes_and_lists_bad_videos(trained, ssv2_tiny, tmp_path, monkeypatch, one_thread):
+    """Killed after two videos, a rerun extracts only the others; the file has every good video's
+    per-view features and logits (equal to the model's on the test views) and lists the bad one."""
+    from vov3d.apps import features
+    from vov3d.datasets import build_dataset
+
+    data, bad_id = ssv2_tiny
+    _, ckpt, model = trained
+    cfg = _extract_cfg(trained, data)
+    real, calls = features.features_and_logits, []
+
+    def crash_after_two(*args):
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")
+        calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(features, "features_and_logits", crash_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        features.extract(cfg, ["val"], str(tmp_path), ckpt, save_every=1)
+    done = features.load_partials(str(tmp_path), "val")  # saved: two forwards and the bad video (none)
+    assert len(done) == 3 and "error" in done[bad_id] and not (tmp_path / "val.pt").exists()
+
+    calls.clear()
+    monkeypatch.setattr(features, "features_and_logits", lambda *a: calls.append(1) or real(*a))
+    (out,) = features.extract(cfg, ["val"], str(tmp_path), ckpt, save_every=1)
+    assert len(calls) == 1  # 4 videos: 3 done before (one of them bad, never run), 1 left
+    result = torch.load(out, weights_only=True)
+    good = [v.video_id for v in data.split("val") if v.video_id != bad_id]
+    assert sorted(result["video_ids"]) == sorted(good)
+    assert [b[0] for b in result["bad_videos"]] == [bad_id] and result["bad_videos"][0][2]
+    assert result["features"].shape == (3, 6, 32) and result["logits"].shape == (3, 6, 5)
+    assert not list((tmp_path / ".partial").iterdir())
+
+    dataset = build_dataset("ssv2", cfg, "test")  # the multi-view test's views of one video
+    i = dataset.video_ids.index(result["video_ids"][0])
+    views = dataset[i][0][0]
+    with torch.no_grad():
+        logits = model.forward_head(model.forward_features(views))
+    assert torch.allclose(result["logits"][0], logits, atol=1e-5)
+    assert torch.allclose(result["logits"][0].softmax(-1), model([views]), atol=1e-5)
+
+
+def test_extract_features_tool_writes_numpy_per_list(trained, ssv2_tiny, tmp_path, one_thread):
+    """The tool (in-process, one rank): an annotation file as the list, numpy output with the ids."""
+    import numpy as np
+    from tools.extract_features import main
+
+    data, bad_id = ssv2_tiny
+    cfg_path, ckpt, _ = trained
+    ann = tmp_path / "mine.json"
+    import json
+
+    entries = json.load(open(data.files["val"]))
+    json.dump(entries[:2], open(ann, "w"))
+    out = tmp_path / "feats"
+    opts = data.cfg_opts() + ["TEST.DATASET", "ssv2", "TRAIN.DATASET", "ssv2", "DATA_LOADER.NUM_WORKERS", 0]
+    assert main(["--cfg", cfg_path, "--checkpoint", ckpt, "--list", str(ann), "--output", str(out),
+                 "--format", "npz", *opts]) == 0
+    result = np.load(out / "mine.npz")
+    assert list(result["video_ids"]) + [b[0] for b in result["bad_videos"]] == [str(e["id"]) for e in entries[:2]]
+    assert result["features"].shape[1:] == (6, 32)
+    assert main(["--cfg", cfg_path, "--checkpoint", str(tmp_path / "none.pyth"), "--list", "val", "--output",
+                 str(out), *opts]) == 2
