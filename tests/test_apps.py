@@ -163,3 +163,57 @@ def test_extract_features_tool_writes_numpy_per_list(trained, ssv2_tiny, tmp_pat
     assert result["features"].shape[1:] == (6, 32)
     assert main(["--cfg", cfg_path, "--checkpoint", str(tmp_path / "none.pyth"), "--list", "val", "--output",
                  str(out), *opts]) == 2
+
+
+def test_grad_cam_follows_the_evidence(one_thread):
+    """Class k's logit is the mean of feature channel k, which sees input channel k: channel 1 lit in
+    the top-left, channel 0 in the bottom-right. Each class's CAM lights its own corner, at the clip's size."""
+    from vov3d.apps.cam import grad_cam
+    from vov3d.models.base import VideoClassifier
+
+    class TwoCorners(VideoClassifier):
+        FEATURE_LAYER = "body"
+
+        def __init__(self):
+            super().__init__()
+            self.body = torch.nn.Conv3d(3, 2, 1, bias=False)
+            with torch.no_grad():
+                self.body.weight.zero_()
+                self.body.weight[0, 0] = 1.0
+                self.body.weight[1, 1] = 1.0
+
+        def forward_features(self, x):
+            return self.body(x)
+
+        def forward_head(self, f, pre_logits=False):
+            return f.mean((2, 3, 4))
+
+    clips = torch.zeros(1, 3, 4, 8, 8)
+    clips[:, 1, :, :4, :4] = 1.0
+    clips[:, 0, :, 4:, 4:] = 1.0
+    for target, lit, dark in ((1, (slice(0, 3), slice(0, 3)), (slice(5, 8), slice(5, 8))),
+                              (0, (slice(5, 8), slice(5, 8)), (slice(0, 3), slice(0, 3)))):
+        cams, logits = grad_cam(TwoCorners(), clips, target=target)
+        assert cams.shape == (1, 4, 8, 8) and logits.shape == (1, 2)
+        assert cams[0, :, lit[0], lit[1]].min() > 0.9 and cams[0, :, dark[0], dark[1]].max() < 0.1
+
+
+def test_visualize_cam_writes_gif_and_strip(trained, ssv2_tiny, tmp_path, one_thread):
+    """The tool on a video file and a split: GIF (animated, one frame per clip frame) and PNG per
+    good video, TensorBoard images when enabled; the damaged video is skipped."""
+    from PIL import Image
+    from tools.visualize_cam import main
+
+    data, bad_id = ssv2_tiny
+    cfg_path, ckpt, _ = trained
+    video = data.split("val")[0]
+    opts = data.cfg_opts() + ["TEST.DATASET", "ssv2", "TRAIN.DATASET", "ssv2", "TENSORBOARD.ENABLE", True,
+                              "OUTPUT_DIR", str(tmp_path / "run")]
+    assert main(["--cfg", cfg_path, "--checkpoint", ckpt, "--video", video.path, "--video", "val",
+                 "--output", str(tmp_path / "cam"), "--layer", "s4", *map(str, opts)]) == 0
+    gifs = sorted(p.name for p in (tmp_path / "cam").glob("*.gif"))
+    assert f"{video.video_id}_cam.gif" in gifs and f"{bad_id}_cam.gif" not in gifs and len(gifs) == 3
+    gif = Image.open(tmp_path / "cam" / f"{video.video_id}_cam.gif")
+    assert gif.n_frames == 4 and min(gif.size) >= 112
+    assert Image.open(tmp_path / "cam" / f"{video.video_id}_cam.png").size == (4 * gif.size[0], 2 * gif.size[1])
+    assert list((tmp_path / "run").rglob("events.out.tfevents*"))
