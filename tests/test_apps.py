@@ -1,12 +1,16 @@
 """Applications on a trained model: export (ONNX, torch.export), feature extraction, Grad-CAM."""
 
+import sys
+
 import pytest
 import torch
 
-from conftest import randomize_bn
+from conftest import REPO, randomize_bn
 from vov3d.config import load_config
 from vov3d.models import build_model
 from vov3d.utils.checkpoint import save_checkpoint
+
+sys.path.insert(0, str(REPO / "tools"))  # the tools run in-process (their main() returns the exit code)
 
 # A tiny X3D with D(2+1)D units (which the fused CPU kernel computes), one block per stage, 4 x 32^2 clips:
 # tracing for export costs seconds per hundred ops.
@@ -36,7 +40,7 @@ def test_export_onnx_runs_in_onnxruntime_within_1e4(trained, tmp_path, capsys, o
     """The tool writes an ONNX file with a dynamic batch that onnxruntime runs as PyTorch does."""
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
-    from tools.export_net import main
+    from export_net import main
     from vov3d.apps.export import ClipOutput
 
     cfg_path, ckpt, model = trained
@@ -142,18 +146,47 @@ def test_extract_features_resumes_and_lists_bad_videos(trained, ssv2_tiny, tmp_p
     assert torch.allclose(result["logits"][0].softmax(-1), model([views]), atol=1e-5)
 
 
+def test_extract_features_shares_videos_between_processes(trained, ssv2_tiny, tmp_path, monkeypatch, one_thread):
+    """Two ranks (run one after the other here): each extracts every other video into its own partial
+    file, rank 0 merges both into one file in list order."""
+    from vov3d.apps import features
+    from vov3d.utils import distributed as du
+
+    data, bad_id = ssv2_tiny
+    _, ckpt, _ = trained
+    cfg = _extract_cfg(trained, data)
+    from vov3d.apps.common import load_trained_model
+
+    model, _ = load_trained_model(cfg, ckpt)
+    seen = {}
+    real = features.features_and_logits
+    monkeypatch.setattr(du, "get_world_size", lambda: 2)
+    monkeypatch.setattr(du, "synchronize", lambda: None)
+    for rank in (1, 0):
+        monkeypatch.setattr(du, "get_rank", lambda rank=rank: rank)
+        seen[rank] = []
+        monkeypatch.setattr(features, "features_and_logits", lambda *a, rank=rank: seen[rank].append(1) or real(*a))
+        out = features.extract_list(cfg, model, torch.device("cpu"), "val", str(tmp_path))
+        assert (rank == 0) == (tmp_path / "val.pt").exists()
+    assert len(seen[0]) + len(seen[1]) == 3 and seen[0] and seen[1]  # the bad video is never run
+    result = torch.load(out, weights_only=True)
+    assert result["video_ids"] == [v.video_id for v in data.split("val") if v.video_id != bad_id]
+    assert not list((tmp_path / ".partial").iterdir())
+
+
 def test_extract_features_tool_writes_numpy_per_list(trained, ssv2_tiny, tmp_path, one_thread):
     """The tool (in-process, one rank): an annotation file as the list, numpy output with the ids."""
     import numpy as np
-    from tools.extract_features import main
+    from extract_features import main
 
     data, bad_id = ssv2_tiny
     cfg_path, ckpt, _ = trained
     ann = tmp_path / "mine.json"
     import json
 
-    entries = json.load(open(data.files["val"]))
-    json.dump(entries[:2], open(ann, "w"))
+    with open(data.files["val"]) as f:
+        entries = json.load(f)
+    ann.write_text(json.dumps(entries[:2]))
     out = tmp_path / "feats"
     opts = data.cfg_opts() + ["TEST.DATASET", "ssv2", "TRAIN.DATASET", "ssv2", "DATA_LOADER.NUM_WORKERS", 0]
     assert main(["--cfg", cfg_path, "--checkpoint", ckpt, "--list", str(ann), "--output", str(out),
@@ -202,7 +235,7 @@ def test_visualize_cam_writes_gif_and_strip(trained, ssv2_tiny, tmp_path, one_th
     """The tool on a video file and a split: GIF (animated, one frame per clip frame) and PNG per
     good video, TensorBoard images when enabled; the damaged video is skipped."""
     from PIL import Image
-    from tools.visualize_cam import main
+    from visualize_cam import main
 
     data, bad_id = ssv2_tiny
     cfg_path, ckpt, _ = trained

@@ -66,8 +66,11 @@ def _write_via_temp(path, write):
     # The temporary name keeps the extension: torch.export.save / load insist on ".pt2".
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=os.path.splitext(path)[1], dir=folder)
     os.close(fd)
+    mask = os.umask(0)
+    os.umask(mask)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~mask)  # as open() would create it (mkstemp's files are private)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
