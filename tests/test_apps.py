@@ -147,30 +147,50 @@ def test_extract_features_resumes_and_lists_bad_videos(trained, ssv2_tiny, tmp_p
 
 
 def test_extract_features_shares_videos_between_processes(trained, ssv2_tiny, tmp_path, monkeypatch, one_thread):
-    """Two ranks (run one after the other here): each extracts every other video into its own partial
-    file, rank 0 merges both into one file in list order."""
+    """Two ranks (threads with a barrier), one of them resuming an earlier partial file: each
+    extracts every other remaining video into its own partial file; rank 0 merges all into one file."""
+    import threading
+    import time
+
     from vov3d.apps import features
+    from vov3d.apps.common import load_trained_model
     from vov3d.utils import distributed as du
 
     data, bad_id = ssv2_tiny
     _, ckpt, _ = trained
     cfg = _extract_cfg(trained, data)
-    from vov3d.apps.common import load_trained_model
-
     model, _ = load_trained_model(cfg, ckpt)
-    seen = {}
     real = features.features_and_logits
+    first = data.split("val")[0].video_id
+    with torch.no_grad():  # an earlier, interrupted run left the first video done
+        features._save_partial(str(tmp_path / ".partial" / "val.0-earlier.pt"),
+                               {first: {"label": 0, "features": torch.zeros(6, 32), "logits": torch.zeros(6, 5)}})
+    local, barrier, runs, errors = threading.local(), threading.Barrier(2), {0: [], 1: []}, []
     monkeypatch.setattr(du, "get_world_size", lambda: 2)
-    monkeypatch.setattr(du, "synchronize", lambda: None)
-    for rank in (1, 0):
-        monkeypatch.setattr(du, "get_rank", lambda rank=rank: rank)
-        seen[rank] = []
-        monkeypatch.setattr(features, "features_and_logits", lambda *a, rank=rank: seen[rank].append(1) or real(*a))
-        out = features.extract_list(cfg, model, torch.device("cpu"), "val", str(tmp_path))
-        assert (rank == 0) == (tmp_path / "val.pt").exists()
-    assert len(seen[0]) + len(seen[1]) == 3 and seen[0] and seen[1]  # the bad video is never run
-    result = torch.load(out, weights_only=True)
+    monkeypatch.setattr(du, "get_rank", lambda: local.rank)
+    monkeypatch.setattr(du, "synchronize", lambda: barrier.wait(timeout=60))
+    monkeypatch.setattr(features, "features_and_logits", lambda *a: runs[local.rank].append(1) or real(*a))
+
+    def rank_main(rank):
+        local.rank = rank
+        if rank == 1:
+            time.sleep(1.0)  # starts late: rank 0 must not have written a result it then reads as "done"
+        try:
+            features.extract_list(cfg, model, torch.device("cpu"), "val", str(tmp_path))
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+            barrier.abort()
+
+    threads = [threading.Thread(target=rank_main, args=(r,)) for r in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert len(runs[0]) == len(runs[1]) == 1  # 4 videos: 1 done before, 1 bad (never run), 2 shared
+    result = torch.load(tmp_path / "val.pt", weights_only=True)
     assert result["video_ids"] == [v.video_id for v in data.split("val") if v.video_id != bad_id]
+    assert torch.equal(result["logits"][0], torch.zeros(6, 5))  # taken from the earlier run, not redone
     assert not list((tmp_path / ".partial").iterdir())
 
 

@@ -110,6 +110,7 @@ def extract_list(cfg, model, device, name, output_dir, fmt="pt", save_every=64, 
         logger.info("%s exists: list %s is done (overwrite to redo)", out_path, name)
         return out_path
     done = load_partials(output_dir, stem)
+    du.synchronize()  # every process has read the same partial files before any writes one
     ids = dataset.video_ids
     todo = [i for i, vid in enumerate(ids) if vid not in done]
     rank, world = du.get_rank(), du.get_world_size()
