@@ -246,8 +246,9 @@ def test_grad_cam_follows_the_evidence(one_thread):
     clips[:, 0, :, 4:, 4:] = 1.0
     for target, lit, dark in ((1, (slice(0, 3), slice(0, 3)), (slice(5, 8), slice(5, 8))),
                               (0, (slice(5, 8), slice(5, 8)), (slice(0, 3), slice(0, 3)))):
-        cams, logits = grad_cam(TwoCorners(), clips, target=target)
-        assert cams.shape == (1, 4, 8, 8) and logits.shape == (1, 2)
+        model = TwoCorners()
+        cams, logits = grad_cam(model, clips, target=target)
+        assert cams.shape == (1, 4, 8, 8) and logits.shape == (1, 2) and model.body.weight.grad is None
         assert cams[0, :, lit[0], lit[1]].min() > 0.9 and cams[0, :, dark[0], dark[1]].max() < 0.1
 
 

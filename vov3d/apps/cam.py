@@ -36,9 +36,7 @@ def grad_cam(model, clips, layer=None, target=None):
     saved = {}
 
     def keep(module, inputs, output):
-        out = _first(output)
-        saved["act"] = out.detach().clone()
-        out.register_hook(lambda g: saved.__setitem__("grad", g.detach().clone()))
+        saved["out"] = _first(output)
 
     was_training = model.training
     model.eval()
@@ -50,12 +48,14 @@ def grad_cam(model, clips, layer=None, target=None):
             if target is None:
                 target = logits.argmax(dim=1)
             target = torch.as_tensor(target, device=logits.device).long().expand(logits.shape[0])
-            model.zero_grad(set_to_none=True)
-            logits.gather(1, target.view(-1, 1)).sum().backward()
+            if "out" not in saved:
+                raise ValueError(f"layer {name!r} does not run in the model's forward_features / forward_head")
+            # The gradient of the layer's output only: the weights' .grad stay untouched.
+            (grad,) = torch.autograd.grad(logits.gather(1, target.view(-1, 1)).sum(), saved["out"])
     finally:
         handle.remove()
         model.train(was_training)
-    act, grad = saved["act"], saved["grad"]
+    act, grad = saved["out"].detach(), grad.detach()
     if act.dim() != 5:
         raise ValueError(f"layer {name!r} gives a {act.dim()}-D output; Grad-CAM needs an N,C,T,H,W feature map")
     weights = grad.mean(dim=(2, 3, 4), keepdim=True)

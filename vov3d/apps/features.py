@@ -56,7 +56,8 @@ def list_dataset(cfg, name):
 
 
 def _partial_paths(output_dir, stem):
-    return sorted(glob.glob(os.path.join(output_dir, ".partial", f"{stem}.*.pt")))
+    # <stem>.<rank>-<token>.pt: list "val" never picks up the partial files of a list "val.x"
+    return sorted(glob.glob(os.path.join(output_dir, ".partial", f"{glob.escape(stem)}.[0-9]*-*.pt")))
 
 
 def load_partials(output_dir, stem):
