@@ -44,8 +44,6 @@ TABLE = (
     ("MIXUP", ANY, "read only with MIXUP.ENABLE"),
     ("AUG.ENABLE", False, NOT_IMPLEMENTED + " (RandAugment, random erasing)"),
     ("AUG", ANY, "read only with AUG.ENABLE"),
-    ("SOLVER.CLIP_GRAD_VAL", None, NOT_IMPLEMENTED),
-    ("SOLVER.CLIP_GRAD_L2NORM", None, NOT_IMPLEMENTED),
     ("MODEL.ACT_CHECKPOINT", False, NOT_IMPLEMENTED),
     ("MULTIGRID.SHORT_CYCLE", False, NOT_IMPLEMENTED),
     ("MULTIGRID.LONG_CYCLE", False, NOT_IMPLEMENTED),

@@ -231,6 +231,10 @@ _C.SOLVER.WARMUP_START_LR = Key(0.01, ge=0.0)  # learning rate at iteration 0 of
 _C.SOLVER.OPTIMIZING_METHOD = Key("sgd", one_of=("sgd", "adam", "adamw"))  # optimizer
 _C.SOLVER.BASE_LR_SCALE_NUM_SHARDS = False  # multiply BASE_LR, WARMUP_START_LR, COSINE_END_LR by NUM_SHARDS
 _C.SOLVER.LABEL_SMOOTHING = Key(0.0, ge=0.0, lt=1.0)  # label smoothing of the cross-entropy loss
+# Gradient clipping before each optimizer step (after unscaling AMP gradients). As in PySlowFast, None is off
+# and CLIP_GRAD_VAL wins when both are set.
+_C.SOLVER.CLIP_GRAD_VAL = Key(None, gt=0.0, optional=True)  # clamp every gradient element to [-VAL, VAL]
+_C.SOLVER.CLIP_GRAD_L2NORM = Key(None, gt=0.0, optional=True)  # rescale gradients to this global L2 norm at most
 
 # ---------------------------------------------------------------------------- #
 # Run

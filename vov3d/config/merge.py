@@ -159,7 +159,22 @@ def set_key(cfg, key, value, source):
         raise ConfigError(f"{key} is a section: set its keys ({key}.NAME), not {value!r} ({source})")
     if isinstance(node[name], str) and isinstance(raw, str):
         value = raw  # a string key keeps the text as written ("1", "None" stay strings)
+    from vov3d.config.defaults import RULES  # defaults.py builds its tree with this module
+
+    rule = RULES.get(key)
+    if rule is not None and rule.optional:
+        node[name] = _coerce_optional_number(value, key, source)
+        return
     node[name] = _coerce(value, node[name], key, source)
+
+
+def _coerce_optional_number(value, key, source):
+    """Returns None or `value` as a float (a Key(..., optional=True): None means off)."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise ConfigError(f"{key} {value!r}: expected a number or None ({source})")
 
 
 def refuse_foreign_arch(arch, model_name, source=""):

@@ -177,6 +177,7 @@ def train_epoch(train_loader, model, optimizer, scaler, loss_fun, cur_epoch, cfg
                 loss = loss_fun(preds, labels)
             scaler.scale(loss / accum if accum > 1 else loss).backward()
         if step_now:
+            optim.clip_gradients(cfg, optimizer, scaler)
             scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
