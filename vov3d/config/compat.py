@@ -40,8 +40,6 @@ PYSLOWFAST_ARCHS = {
 # (key or subtree, default, why it is not in the tree)
 TABLE = (
     # Features being built (stay here until they are).
-    ("MIXUP.ENABLE", False, NOT_IMPLEMENTED),
-    ("MIXUP", ANY, "read only with MIXUP.ENABLE"),
     ("AUG.ENABLE", False, NOT_IMPLEMENTED + " (RandAugment, random erasing)"),
     ("AUG", ANY, "read only with AUG.ENABLE"),
     ("MODEL.ACT_CHECKPOINT", False, NOT_IMPLEMENTED),

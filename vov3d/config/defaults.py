@@ -237,6 +237,17 @@ _C.SOLVER.CLIP_GRAD_VAL = Key(None, gt=0.0, optional=True)  # clamp every gradie
 _C.SOLVER.CLIP_GRAD_L2NORM = Key(None, gt=0.0, optional=True)  # rescale gradients to this global L2 norm at most
 
 # ---------------------------------------------------------------------------- #
+# Mixup / CutMix (batch level; PySlowFast names and defaults; vov3d/datasets/mixup.py)
+# ---------------------------------------------------------------------------- #
+_C.MIXUP = CfgNode()
+_C.MIXUP.ENABLE = False  # mix training batches (off by default, and for Something-Something as in the VoV3D paper)
+_C.MIXUP.ALPHA = Key(0.8, ge=0.0)  # mixup Beta(alpha, alpha); 0: no mixup
+_C.MIXUP.CUTMIX_ALPHA = Key(1.0, ge=0.0)  # CutMix Beta(alpha, alpha); 0: no CutMix
+_C.MIXUP.PROB = Key(1.0, ge=0.0, le=1.0)  # probability that a batch is mixed at all
+_C.MIXUP.SWITCH_PROB = Key(0.5, ge=0.0, le=1.0)  # with both alphas > 0: probability of CutMix instead of mixup
+_C.MIXUP.LABEL_SMOOTH_VALUE = Key(0.1, ge=0.0, lt=1.0)  # label smoothing of the mixed soft targets
+
+# ---------------------------------------------------------------------------- #
 # Run
 # ---------------------------------------------------------------------------- #
 _C.NUM_GPUS = Key(1, ge=0)  # GPUs per machine (0: CPU)

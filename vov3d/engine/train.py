@@ -20,6 +20,7 @@ from typing import Any, Dict, Optional
 import torch
 import torch.nn as nn
 
+from vov3d.datasets.mixup import batch_rng, build_mixup
 from vov3d.engine import evaluate, run_dir, signals
 from vov3d.engine import solver as optim
 from vov3d.engine.batch import amp_dtype, autocast_context, count_bad_samples, inputs_to_device
@@ -149,10 +150,13 @@ class StopAtIteration(Exception):
 
 
 def train_epoch(train_loader, model, optimizer, scaler, loss_fun, cur_epoch, cfg, meter, device, ema=None,
-                last_checkpoint=None, start_iter=0, epoch_iters=None, check_stop=False):
+                last_checkpoint=None, start_iter=0, epoch_iters=None, check_stop=False, mixup=None):
     """Trains `model` for one epoch (LR set every iteration from the fractional epoch), from iteration
     `start_iter` when resuming mid-epoch; returns the epoch stats. Raises LossExplosionError on a NaN /
-    infinite loss, and StopAtIteration after an optimizer step when `check_stop` and a stop was requested."""
+    infinite loss, and StopAtIteration after an optimizer step when `check_stop` and a stop was requested.
+
+    `mixup` (vov3d.datasets.mixup.MixUp) mixes each batch with draws seeded by (seed, epoch, iteration,
+    rank); the meter still scores top-k against the original labels."""
     model.train()
     data_size = epoch_iters or len(train_loader)
     accum = max(cfg.TRAIN.GRAD_ACCUM_STEPS, 1)
@@ -165,6 +169,10 @@ def train_epoch(train_loader, model, optimizer, scaler, loss_fun, cur_epoch, cfg
         inputs = inputs_to_device(inputs, cfg, device)
         labels = labels.to(device, non_blocking=True)
         meter.data_toc()
+        targets = labels
+        if mixup is not None:
+            rng = batch_rng(cfg.RNG_SEED, cur_epoch, cur_iter, du.get_rank())
+            inputs[0], targets = mixup(inputs[0], labels, rng)
         # With accumulation, a step uses the LR of its first micro-batch (= PySlowFast's for the same
         # effective batch); with GRAD_ACCUM_STEPS 1 this is exactly PySlowFast's per-iteration LR.
         lr = optim.get_epoch_lr(cur_epoch + float(cur_iter - cur_iter % accum) / data_size, cfg)
@@ -174,7 +182,7 @@ def train_epoch(train_loader, model, optimizer, scaler, loss_fun, cur_epoch, cfg
         with sync:
             with autocast_context(cfg, device):
                 preds = model(inputs)
-                loss = loss_fun(preds, labels)
+                loss = loss_fun(preds, targets)
             scaler.scale(loss / accum if accum > 1 else loss).backward()
         if step_now:
             optim.clip_gradients(cfg, optimizer, scaler)
@@ -234,6 +242,7 @@ class Run:
     improved: bool = False
     saved_this_epoch: bool = False
     ema_eval: bool = False  # TRAIN.EMA.EVAL
+    mixup: Any = None  # MIXUP.ENABLE: vov3d.datasets.mixup.MixUp
 
     @property
     def eval_model(self):
@@ -278,7 +287,8 @@ def setup(cfg):
               scaler=torch.amp.GradScaler(device.type, enabled=use_fp16), use_fp16=use_fp16,
               ema=ModelEMA(model, cfg.TRAIN.EMA.DECAY) if cfg.TRAIN.EMA.ENABLE else None,
               loss_fun=build_loss(cfg), device=device, train_loader=train_loader, val_loader=val_loader,
-              epoch_iters=epoch_iters, dataset_sizes=sizes, ema_eval=bool(cfg.TRAIN.EMA.EVAL))
+              epoch_iters=epoch_iters, dataset_sizes=sizes, ema_eval=bool(cfg.TRAIN.EMA.EVAL),
+              mixup=build_mixup(cfg))
     load_weights(cfg, run)
     # Measured layout / conv routes, cuDNN autotuning, torch.compile (MODEL.*); the optimizer, EMA and
     # checkpoints keep the bare model.
@@ -474,7 +484,7 @@ def run_epochs(cfg, run, steps=EPOCH_END_STEPS):
                 run.train_stats = train_epoch(run.train_loader, run.train_model, run.optimizer, run.scaler,
                                               run.loss_fun, cur_epoch, cfg, run.meter, run.device, ema=run.ema,
                                               last_checkpoint=run.last_ckpt, start_iter=start_iter,
-                                              epoch_iters=run.epoch_iters, check_stop=True)
+                                              epoch_iters=run.epoch_iters, check_stop=True, mixup=run.mixup)
             except StopAtIteration as stop:
                 save_run_checkpoint(cfg, run, cur_epoch, stop.iters_done)
                 du.synchronize()
