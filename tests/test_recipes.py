@@ -186,3 +186,95 @@ def test_toy_training_with_mixup_and_clipping_resumes_bit_exact(tmp_path, monkey
     a = cu.read_checkpoint(cu.get_path_to_checkpoint(str(full), 2))["model_state"]
     b = cu.read_checkpoint(cu.get_path_to_checkpoint(str(part), 2))["model_state"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ------------------------------------------------------------------------------------------------ #
+# RandAugment and random erasing
+# ------------------------------------------------------------------------------------------------ #
+
+
+def _frames(t=3, h=40, w=56, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    base = torch.rand(t, 3, 6, 8, generator=g)  # smooth frames: interpolation differences stay small
+    return (torch.nn.functional.interpolate(base, size=(h, w), mode="bilinear") * 255).round().to(torch.uint8)
+
+
+def test_rand_augment_same_draw_every_frame_and_per_sample():
+    import random
+
+    from vov3d.datasets.augment import parse_rand_augment
+
+    ra = parse_rand_augment("rand-m9-n3-mstd0.5-inc1")
+    assert ra.num_ops == 3 and ra.magnitude == 9.0 and ra.magnitude_std == 0.5 and ra.ops[4] == "PosterizeIncreasing"
+    clip = _frames()
+    changed = 0
+    for seed in range(6):
+        out = ra(clip, random.Random(seed))
+        assert out.dtype == torch.uint8 and out.shape == clip.shape
+        assert torch.equal(out, ra(clip, random.Random(seed)))  # deterministic per sample stream
+        # Each frame alone, with the same stream: what it got inside the clip (one draw for all frames).
+        for k in range(clip.shape[0]):
+            assert torch.equal(out[k : k + 1], ra(clip[k : k + 1], random.Random(seed)))
+        changed += int(not torch.equal(out, clip))
+    assert changed >= 3
+    with pytest.raises(ValueError, match="AUG.AA_TYPE"):
+        parse_rand_augment("v0")
+
+
+def test_rand_augment_geometry_matches_pil():
+    import numpy as np
+    from PIL import Image
+
+    from vov3d.datasets import augment
+
+    img = _frames(t=1, h=48, w=64, seed=3)
+    pil = Image.fromarray(img[0].permute(1, 2, 0).numpy())
+
+    def diff(ours, theirs):
+        return (ours[0].int() - torch.from_numpy(np.array(theirs)).permute(2, 0, 1).int()).abs().float()
+
+    d = diff(augment.affine(img, augment._rotate_matrix(20, 48, 64), "nearest"),
+             pil.rotate(20, resample=Image.NEAREST, fillcolor=(128, 128, 128)))
+    assert (d > 2).float().mean() < 0.005
+    d = diff(augment.affine(img, (1, 0.2, 0, 0, 1, 0), "bilinear"),
+             pil.transform(pil.size, Image.AFFINE, (1, 0.2, 0, 0, 1, 0), resample=Image.BILINEAR,
+                           fillcolor=(128, 128, 128)))
+    assert d.mean() < 1.0 and (d > 2).float().mean() < 0.03  # differences only along the fill border
+
+
+def test_random_erasing_one_box_through_all_frames():
+    import random
+
+    from vov3d.datasets.augment import RandomErasing
+
+    clip = torch.full((3, 4, 32, 32), 7.0)
+    erased = 0
+    for seed in range(10):
+        out = RandomErasing(probability=0.7, mode="pixel", max_count=2)(clip.clone(), random.Random(seed))
+        hit = (out != 7.0).any(dim=0)  # (T, H, W)
+        assert all(torch.equal(hit[k], hit[0]) for k in range(4))
+        frac = hit[0].float().mean().item()
+        assert frac == 0.0 or 0.015 < frac <= 1 / 3 + 0.02
+        erased += frac > 0
+        out2 = RandomErasing(probability=0.7, mode="pixel", max_count=2)(clip.clone(), random.Random(seed))
+        assert torch.equal(out, out2)
+    assert 4 <= erased <= 10
+    const = RandomErasing(probability=1.0, mode="const")(clip.clone(), random.Random(0))
+    assert set(const.unique().tolist()) == {0.0, 7.0}
+
+
+def test_train_transform_with_aug_is_deterministic_per_sample():
+    from vov3d.datasets.sampling import SampleIndex, sample_rng
+    from vov3d.datasets.transforms import ClipTransform
+
+    cfg = _cfg("AUG.ENABLE", "True", "AUG.RE_PROB", "1.0", "DATA.TRAIN_CROP_SIZE", "32",
+               "DATA.TRAIN_JITTER_SCALES", "[32, 40]")
+    plain = ClipTransform(_cfg("DATA.TRAIN_CROP_SIZE", "32", "DATA.TRAIN_JITTER_SCALES", "[32, 40]"))
+    tr = ClipTransform(cfg)
+    frames = _frames(t=2, h=40, w=48).permute(0, 2, 3, 1).contiguous()  # decoder layout (T, H, W, 3)
+    a = tr.train(frames, sample_rng(SampleIndex(5, 2, 9)))
+    b = tr.train(frames, sample_rng(SampleIndex(5, 2, 9)))
+    c = tr.train(frames, sample_rng(SampleIndex(5, 3, 9)))
+    ref = plain.train(frames, sample_rng(SampleIndex(5, 2, 9)))
+    assert a.shape == (3, 2, 32, 32) and torch.equal(a, b) and not torch.equal(a, c)
+    assert not torch.equal(a, ref)

@@ -40,8 +40,15 @@ PYSLOWFAST_ARCHS = {
 # (key or subtree, default, why it is not in the tree)
 TABLE = (
     # Features being built (stay here until they are).
-    ("AUG.ENABLE", False, NOT_IMPLEMENTED + " (RandAugment, random erasing)"),
-    ("AUG", ANY, "read only with AUG.ENABLE"),
+    ("AUG.NUM_SAMPLE", 1, UNSUPPORTED + " (repeated augmentation)"),
+    ("AUG.COLOR_JITTER", ANY, "PySlowFast's video loaders do not read it either (RandAugment replaces it)"),
+    ("AUG.RE_SPLIT", ANY, "PySlowFast's video loaders do not read it either"),
+    ("AUG.GEN_MASK_LOADER", False, UNSUPPORTED + " (MaskFeat masks)"),
+    ("AUG.MASK_TUBE", ANY, "read only with AUG.GEN_MASK_LOADER"),
+    ("AUG.MASK_FRAMES", ANY, "read only with AUG.GEN_MASK_LOADER"),
+    ("AUG.MASK_WINDOW_SIZE", ANY, "read only with AUG.GEN_MASK_LOADER"),
+    ("AUG.MASK_RATIO", ANY, "read only by PySlowFast's MViT / MaskFeat"),
+    ("AUG.MAX_MASK_PATCHES_PER_BLOCK", ANY, "read only with AUG.GEN_MASK_LOADER"),
     ("MODEL.ACT_CHECKPOINT", False, NOT_IMPLEMENTED),
     ("MULTIGRID.SHORT_CYCLE", False, NOT_IMPLEMENTED),
     ("MULTIGRID.LONG_CYCLE", False, NOT_IMPLEMENTED),

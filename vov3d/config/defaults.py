@@ -237,6 +237,17 @@ _C.SOLVER.CLIP_GRAD_VAL = Key(None, gt=0.0, optional=True)  # clamp every gradie
 _C.SOLVER.CLIP_GRAD_L2NORM = Key(None, gt=0.0, optional=True)  # rescale gradients to this global L2 norm at most
 
 # ---------------------------------------------------------------------------- #
+# RandAugment and random erasing of training clips (PySlowFast names and defaults; vov3d/datasets/augment.py)
+# ---------------------------------------------------------------------------- #
+_C.AUG = CfgNode()
+_C.AUG.ENABLE = False  # RandAugment (AA_TYPE) and random erasing (RE_PROB) of training clips
+_C.AUG.AA_TYPE = "rand-m9-mstd0.5-inc1"  # RandAugment: m magnitude (0-10), n ops (2), mstd magnitude noise, inc1 increasing ops; "": none
+_C.AUG.INTERPOLATION = Key("bicubic", one_of=("bicubic", "bilinear", "nearest", "random"))  # resampling of the geometric ops
+_C.AUG.RE_PROB = Key(0.25, ge=0.0, le=1.0)  # probability of random erasing per clip (0: off)
+_C.AUG.RE_MODE = Key("pixel", one_of=("pixel", "rand", "const"))  # erased values: per-pixel noise, per-channel noise, 0
+_C.AUG.RE_COUNT = Key(1, ge=1)  # up to this many erased boxes per clip
+
+# ---------------------------------------------------------------------------- #
 # Mixup / CutMix (batch level; PySlowFast names and defaults; vov3d/datasets/mixup.py)
 # ---------------------------------------------------------------------------- #
 _C.MIXUP = CfgNode()
