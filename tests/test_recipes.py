@@ -278,3 +278,53 @@ def test_train_transform_with_aug_is_deterministic_per_sample():
     ref = plain.train(frames, sample_rng(SampleIndex(5, 2, 9)))
     assert a.shape == (3, 2, 32, 32) and torch.equal(a, b) and not torch.equal(a, c)
     assert not torch.equal(a, ref)
+
+
+# ------------------------------------------------------------------------------------------------ #
+# Activation checkpointing
+# ------------------------------------------------------------------------------------------------ #
+
+
+@pytest.mark.parametrize("name,opts", [
+    ("VoV3D", ("VOV3D.INNER_CH", "8")),
+    ("X3D", ("X3D.DIM_C5", "32")),
+    ("ResNet3D", ("RESNET3D.ARCH", "r3d", "RESNET.DEPTH", "18", "RESNET.WIDTH_PER_GROUP", "8")),
+    ("P3D", ("P3D.DEPTH", "63", "RESNET.WIDTH_PER_GROUP", "8", "DATA.NUM_FRAMES", "16")),
+])
+def test_activation_checkpointing_gives_identical_gradients_and_bn_stats(name, opts):
+    from vov3d.models import build_model
+
+    arch = {"VoV3D": "vov3d", "X3D": "x3d", "ResNet3D": "resnet3d", "P3D": "p3d"}[name]
+    base = ("NUM_GPUS", "0", "MODEL.ARCH", arch, "MODEL.MODEL_NAME", name, "MODEL.NUM_CLASSES", "5",
+            "DATA.NUM_FRAMES", "4", "DATA.TRAIN_CROP_SIZE", "32") + opts
+    grads, stats = [], []
+    for ckpt in ("False", "True"):
+        torch.manual_seed(0)
+        model = build_model(_cfg(*base, "MODEL.ACT_CHECKPOINT", ckpt)).train()
+        frames = int(dict(zip(base[::2], base[1::2]))["DATA.NUM_FRAMES"])
+        x = torch.randn(2, 3, frames, 32, 32, generator=torch.Generator().manual_seed(1))
+        model([x]).logsumexp(1).sum().backward()
+        grads.append({k: p.grad for k, p in model.named_parameters()})
+        stats.append({k: v for k, v in model.state_dict().items() if "running" in k or "num_batches" in k})
+    assert grads[0].keys() == grads[1].keys()
+    for k in grads[0]:
+        assert torch.allclose(grads[0][k], grads[1][k], rtol=1e-4, atol=1e-6), k
+    for k in stats[0]:  # running statistics updated once, not again by the recomputation
+        assert torch.allclose(stats[0][k].float(), stats[1][k].float(), rtol=1e-5, atol=1e-7), k
+
+
+def test_activation_checkpointing_recomputes_blocks():
+    from vov3d.models import build_model
+    from vov3d.models.stages import set_activation_checkpointing
+
+    torch.manual_seed(0)
+    model = build_model(_cfg("NUM_GPUS", "0", "MODEL.ARCH", "x3d", "MODEL.MODEL_NAME", "X3D", "MODEL.NUM_CLASSES",
+                             "5", "DATA.NUM_FRAMES", "4", "DATA.TRAIN_CROP_SIZE", "32", "X3D.DIM_C5", "32"))
+    calls = []
+    model.s3.pathway0_res0.branch2.register_forward_hook(lambda *a: calls.append(1))
+    x = torch.randn(2, 3, 4, 32, 32)
+    for enabled, expected in ((False, 1), (True, 2)):  # one forward, plus one recomputation when checkpointed
+        calls.clear()
+        assert set_activation_checkpointing(model, enabled) == 4
+        model([x]).sum().backward()
+        assert len(calls) == expected

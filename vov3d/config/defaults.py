@@ -84,6 +84,10 @@ _C.MODEL.MODEL_NAME = "VoV3D"  # registered model name: VoV3D | X3D | S3D | P3D 
 _C.MODEL.NUM_CLASSES = Key(400, ge=1)  # classifier outputs
 _C.MODEL.LOSS_FUNC = "cross_entropy"  # cross_entropy | bce | bce_logit | soft_cross_entropy (or one you register)
 _C.MODEL.DROPOUT_RATE = Key(0.5, ge=0.0, lt=1.0)  # dropout before the classifier
+# Recompute each residual block's activations in the backward pass instead of keeping them (VoV3D, X3D and
+# the ResNet families: less training memory for about one more forward pass); BN running statistics are
+# updated once per step, as without it (vov3d/models/stages.py).
+_C.MODEL.ACT_CHECKPOINT = False
 _C.MODEL.FC_INIT_STD = Key(0.01, ge=0.0)  # std of the classifier weight init
 _C.MODEL.HEAD_ACT = Key("softmax", one_of=("softmax", "sigmoid"))  # eval-mode activation of the head
 # Memory layout of weights and clips: "auto" (measured on this machine at first use and cached,
