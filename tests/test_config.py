@@ -133,7 +133,7 @@ def test_tree_and_compat_table_are_disjoint_and_every_key_is_documented():
             assert "  # " in line or lines[i - 1].startswith("#"), f"defaults.py:{i + 1} has no comment: {line}"
     # no machine paths or detection weights in what is printed and saved
     dump = get_cfg().dump()
-    for word in ("/mnt/", "detectron2", "AVA", "NONLOCAL", "SLOWFAST", "MULTIGRID"):
+    for word in ("/mnt/", "detectron2", "AVA", "NONLOCAL", "SLOWFAST", "DEFAULT_B"):
         assert word not in dump
 
 

@@ -328,3 +328,63 @@ def test_activation_checkpointing_recomputes_blocks():
         assert set_activation_checkpointing(model, enabled) == 4
         model([x]).sum().backward()
         assert len(calls) == expected
+
+
+# ------------------------------------------------------------------------------------------------ #
+# Multigrid
+# ------------------------------------------------------------------------------------------------ #
+
+
+def test_long_cycle_schedule_matches_pyslowfast():
+    """Facts computed with PySlowFast's MultigridSchedule for its Kinetics SLOWFAST_8x8_R50_stepwise_multigrid
+    recipe (32 frames at 224, STEPS [0, 94, 154, 196], MAX_EPOCH 239, short and long cycles)."""
+    from vov3d.datasets.multigrid import prepare_config
+
+    cfg = _cfg("DATA.NUM_FRAMES", "32", "DATA.TRAIN_CROP_SIZE", "224", "SOLVER.LR_POLICY", "steps_with_relative_lrs",
+               "SOLVER.STEPS", "[0, 94, 154, 196]", "SOLVER.LRS", "[1, 0.1, 0.01, 0.001]", "SOLVER.MAX_EPOCH", "239",
+               "MULTIGRID.SHORT_CYCLE", "True", "MULTIGRID.LONG_CYCLE", "True")
+    out, schedule = prepare_config(cfg)
+    shapes = [[8, 8, 158], [4, 16, 158], [2, 16, 224], [1, 32, 224]]
+    ends = [73, 110, 142, 158, 205, 228, 248, 259, 291, 308, 322, 329, 358]
+    assert schedule == [(i // 4, shapes[min(i, 12) % 4] if i < 12 else shapes[3], e) for i, e in enumerate(ends)]
+    assert out.SOLVER.STEPS == [0, 73, 110, 142, 158, 205, 228, 248, 259, 291, 308, 322, 329, 343]
+    assert out.SOLVER.LRS == pytest.approx([8, 4, 2, 1, .8, .4, .2, .1, .08, .04, .02, .01, .01, .001])
+    assert out.SOLVER.MAX_EPOCH == 358 and cfg.SOLVER.MAX_EPOCH == 239  # the caller's config is left alone
+
+
+@pytest.fixture(scope="module")
+def ssv1_small(tmp_path_factory):
+    from vov3d.datasets import synthetic
+
+    return synthetic.make_ssv1(str(tmp_path_factory.mktemp("ssv1")), videos_per_split={"train": 16, "val": 1, "test": 0},
+                               frames_range=(8, 10))
+
+
+@pytest.mark.filterwarnings("ignore:The image decoding:DeprecationWarning")
+def test_multigrid_batches_have_the_shapes_of_their_iteration(ssv1_small):
+    from vov3d.datasets import loader
+    from vov3d.datasets.multigrid import iterations_per_epoch, prepare_config
+
+    cfg = _cfg(*ssv1_small.cfg_opts(), "TRAIN.DATASET", "ssv1", "NUM_GPUS", "0", "DATA.NUM_FRAMES", "4",
+               "DATA.TRAIN_CROP_SIZE", "32", "DATA.TRAIN_JITTER_SCALES", "[32, 40]", "TRAIN.BATCH_SIZE", "1",
+               "DATA_LOADER.NUM_WORKERS", "0", "SOLVER.LR_POLICY", "steps_with_relative_lrs", "SOLVER.STEPS", "[0, 2]",
+               "SOLVER.LRS", "[1, 0.1]", "SOLVER.MAX_EPOCH", "3", "MULTIGRID.SHORT_CYCLE", "True",
+               "MULTIGRID.LONG_CYCLE", "True", "MULTIGRID.LONG_CYCLE_FACTORS", "[[0.5, 0.70710678], [1.0, 1.0]]")
+    cfg, schedule = prepare_config(cfg)
+    assert [e[1] for e in schedule] == [[4, 2, 23], [1, 4, 32], [1, 4, 32]]
+    train = loader.construct_loader(cfg, "train", multigrid_schedule=schedule)
+
+    def shapes(epoch, skip=0):
+        loader.shuffle_dataset(train, epoch, skip_batches=skip)
+        return [(tuple(x[0].shape), idx.tolist()) for x, _, idx, _ in train]
+
+    # A phase of (2 frames, crop 23): batch 4; short cycle crops 16 and 23 with batches 4 x (23/16)^2 ~ 8 and 4.
+    assert schedule[0][-1] >= 1
+    got = [s for s, _ in shapes(0)]
+    # (the third iteration of a cycle has the phase's own crop, here also 23)
+    assert got == [(8, 3, 2, 16, 16), (4, 3, 2, 23, 23), (4, 3, 2, 23, 23)] and iterations_per_epoch(train, 0) == 3
+    last = schedule[-1][-1] - 1  # the last phase: the default shape, batches 4, 2, 1 of crops 16, 23, 32
+    full = shapes(last)
+    assert [s for s, _ in full] == [(4, 3, 4, 16, 16), (2, 3, 4, 23, 23), (1, 3, 4, 32, 32)] * 2  # 14 of 16 clips
+    assert len(full) == iterations_per_epoch(train, last) == 6
+    assert shapes(last, skip=5) == full[5:]  # a mid-epoch resume continues with the same batches and shapes

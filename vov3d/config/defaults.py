@@ -9,6 +9,7 @@ what vov3d uses. ``vov3d/config/load.py`` reads YAML files and checks values aga
 
 from yacs.config import CfgNode as _YacsCfgNode
 
+from vov3d.config.merge import declare_optional_numbers
 from vov3d.config.node import CfgNode, Key
 
 
@@ -263,6 +264,18 @@ _C.MIXUP.SWITCH_PROB = Key(0.5, ge=0.0, le=1.0)  # with both alphas > 0: probabi
 _C.MIXUP.LABEL_SMOOTH_VALUE = Key(0.1, ge=0.0, lt=1.0)  # label smoothing of the mixed soft targets
 
 # ---------------------------------------------------------------------------- #
+# Multigrid training (PySlowFast names and defaults; vov3d/datasets/multigrid.py)
+# ---------------------------------------------------------------------------- #
+_C.MULTIGRID = CfgNode()
+_C.MULTIGRID.EPOCH_FACTOR = Key(1.5, gt=0.0)  # epochs trained over the plain schedule's (fewer iterations each)
+_C.MULTIGRID.SHORT_CYCLE = False  # per iteration: crops SHORT_CYCLE_FACTORS x TRAIN_CROP_SIZE, then the full crop
+_C.MULTIGRID.SHORT_CYCLE_FACTORS = Key([0.5, 0.5**0.5], length=2, gt=0.0, le=1.0)  # the two smaller crops, over the default
+_C.MULTIGRID.LONG_CYCLE = False  # per phase: (frames, crop) from LONG_CYCLE_FACTORS, batch grown to match, LR scaled
+# (frames, crop) factors of the long-cycle phases, over DATA.NUM_FRAMES / TRAIN_CROP_SIZE; the last should be (1, 1).
+_C.MULTIGRID.LONG_CYCLE_FACTORS = [[0.25, 0.5**0.5], [0.5, 0.5**0.5], [0.5, 1.0], [1.0, 1.0]]
+_C.MULTIGRID.EVAL_FREQ = Key(3, ge=1)  # with LONG_CYCLE: validations (and checkpoints) per phase
+
+# ---------------------------------------------------------------------------- #
 # Run
 # ---------------------------------------------------------------------------- #
 _C.NUM_GPUS = Key(1, ge=0)  # GPUs per machine (0: CPU)
@@ -312,6 +325,7 @@ def _take_rules(node, prefix=""):
 
 
 RULES = _take_rules(_C)
+declare_optional_numbers(k for k, rule in RULES.items() if rule.optional)
 
 
 def get_cfg():

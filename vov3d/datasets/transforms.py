@@ -113,16 +113,20 @@ class ClipTransform:
         out.copy_(x)
         return out.mul_(self.scale).add_(self.shift)
 
-    def train(self, frames, rng=random, out=None):
+    def train(self, frames, rng=random, out=None, crop=None):
         """Returns one augmented training clip, float32 (C, T, H, W) (written into out if given),
-        from uint8 (T, H, W, 3) frames."""
+        from uint8 (T, H, W, 3) frames; `crop` (multigrid) replaces TRAIN_CROP_SIZE and scales the jitter
+        range by crop / TRAIN_CROP_SIZE, as PySlowFast."""
         x = to_tchw(frames)
         if self.rand_augment is not None:  # on the whole uint8 frames, before jitter and crop (PySlowFast)
             x = self.rand_augment(x, rng)
-        size = jitter_scale(*self.jitter, self.inverse_uniform, rng)
-        x = resize_short_side(x, max(size, self.train_crop))  # never smaller than the crop
+        crop = crop or self.train_crop
+        jitter = self.jitter if crop == self.train_crop else \
+            tuple(int(round(j * crop / self.train_crop)) for j in self.jitter)
+        size = jitter_scale(*jitter, self.inverse_uniform, rng)
+        x = resize_short_side(x, max(size, crop))  # never smaller than the crop
         # Plain (T, C, H, W) layout before the float copy: a strided channels-last read is 2x slower.
-        x = random_crop(x, self.train_crop, rng).contiguous()
+        x = random_crop(x, crop, rng).contiguous()
         if self.flip and rng.random() < 0.5:
             x = x.flip(-1)
         clip = self.normalize(x, out)
