@@ -388,3 +388,52 @@ def test_multigrid_batches_have_the_shapes_of_their_iteration(ssv1_small):
     assert [s for s, _ in full] == [(4, 3, 4, 16, 16), (2, 3, 4, 23, 23), (1, 3, 4, 32, 32)] * 2  # 14 of 16 clips
     assert len(full) == iterations_per_epoch(train, last) == 6
     assert shapes(last, skip=5) == full[5:]  # a mid-epoch resume continues with the same batches and shapes
+
+
+def test_toy_multigrid_training_stops_mid_epoch_and_resumes_bit_exact(tmp_path, monkeypatch):
+    """Multigrid long + short cycles with mixup in the loop: the iterations of each phase, the LR of the
+    schedule, and a stop in the middle of an epoch resumed to the same weights as an uninterrupted run."""
+    from test_engine_toys import EngineToyData, toy_cfg
+    from vov3d.engine import signals, train as train_mod
+    from vov3d.utils import checkpoint as cu
+
+    monkeypatch.setitem(EngineToyData.SIZES, "train", 16)
+    opts = ("MULTIGRID.LONG_CYCLE", "True", "MULTIGRID.SHORT_CYCLE", "True", "TRAIN.BATCH_SIZE", "1",
+            "MULTIGRID.LONG_CYCLE_FACTORS", "[[0.5, 0.70710678], [1.0, 1.0]]", "DATA.NUM_FRAMES", "4",
+            "DATA.TRAIN_CROP_SIZE", "32", "SOLVER.LR_POLICY", "steps_with_relative_lrs", "SOLVER.STEPS", "[0, 2]",
+            "SOLVER.LRS", "[1, 0.1]", "SOLVER.MAX_EPOCH", "4", "SOLVER.WARMUP_EPOCHS", "0.0", "TEST.ENABLE", "False",
+            "TRAIN.EVAL_PERIOD", "0", "MIXUP.ENABLE", "True")
+    seen = []
+    real_epoch = train_mod.train_epoch
+
+    def recording_epoch(loader, *a, **kw):
+        seen.append((a[4], kw["epoch_iters"], kw["start_iter"]))  # (epoch, its iterations, first iteration)
+        return real_epoch(loader, *a, **kw)
+
+    monkeypatch.setattr(train_mod, "train_epoch", recording_epoch)
+    full = tmp_path / "full"
+    res = train_mod.train(toy_cfg(full, *opts))
+    epochs = [e for e, _, _ in seen]
+    # PySlowFast's schedule: phases (2 frames, crop 23) to epoch 3, (4, 32) to 4, the final (4, 32) to 6.
+    assert epochs == list(range(6))
+    assert [n for _, n, _ in seen] == [3, 3, 3, 6, 6, 6]  # batches 8, 4, 4 of 16 clips; then 4, 2, 1, 4, 2, 1
+    assert res["train"]["lr"] == pytest.approx(0.1 * 0.1)  # STEPS [0, 3, 4, 5], LRS [4, 1, 1, 0.1] x BASE_LR
+    # Stop after iteration 2 of epoch 4 (0-based 3; stop_requested is asked after every iteration but an
+    # epoch's last, and after every epoch), then run the same command again.
+    calls = {"n": 0}
+
+    def stop_once():
+        calls["n"] += 1
+        return calls["n"] == 3 * 3 + 2
+    part = tmp_path / "part"
+    monkeypatch.setattr(signals, "stop_requested", stop_once)
+    monkeypatch.setattr(signals, "requested_signal", lambda: "SIGTERM")
+    with pytest.raises(signals.Preempted):
+        train_mod.train(toy_cfg(part, *opts))
+    monkeypatch.setattr(signals, "stop_requested", lambda: False)
+    seen.clear()
+    train_mod.train(toy_cfg(part, *opts))
+    assert seen[0] == (3, 6, 2)
+    a = cu.read_checkpoint(cu.get_path_to_checkpoint(str(full), 6))["model_state"]
+    b = cu.read_checkpoint(cu.get_path_to_checkpoint(str(part), 6))["model_state"]
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -62,10 +62,8 @@ class MixUp:
 
     def __call__(self, x, labels, rng):
         """Returns (mixed clips, soft targets (N, num_classes)); `x` is mixed in place."""
-        if x.size(0) < 2:
-            raise ValueError("MIXUP.ENABLE needs at least 2 clips per process batch (TRAIN.BATCH_SIZE)")
         lam, use_cutmix = self.draw(rng)
-        if lam < 1.0:
+        if lam < 1.0 and x.size(0) > 1:  # a clip alone (a multigrid batch of 1) has no partner: left unmixed
             if use_cutmix:
                 (y0, y1, x0, x1), lam = cutmix_box(x.shape[-2], x.shape[-1], lam, rng)
                 x[..., y0:y1, x0:x1] = x.flip(0)[..., y0:y1, x0:x1]

@@ -76,7 +76,11 @@ def apply_multigrid_solver(cfg):
         # PySlowFast: GAMMA ** step x batch factor; its multigrid configs have LRS[i] = GAMMA ** i, which vov3d
         # reads directly (any LRS works).
         lrs = [s.LRS[e[0]] * e[1][0] for e in schedule]
-        s.STEPS, s.LRS, s.MAX_EPOCH = steps, lrs[:-1] + [lrs[-2], lrs[-1]], schedule[-1][-1]
+        lrs = lrs[:-1] + [lrs[-2], lrs[-1]]
+        # Short schedules can round two boundaries to the same epoch: drop the empty interval (PySlowFast's
+        # step lookup skips it too), so STEPS stay increasing.
+        keep = [i for i in range(len(steps)) if i + 1 == len(steps) or steps[i] < steps[i + 1]]
+        s.STEPS, s.LRS, s.MAX_EPOCH = [steps[i] for i in keep], [lrs[i] for i in keep], schedule[-1][-1]
         return schedule
     if m.SHORT_CYCLE:
         s.STEPS = [int(x * m.EPOCH_FACTOR) for x in s.STEPS]
