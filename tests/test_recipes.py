@@ -400,8 +400,8 @@ def test_toy_multigrid_training_stops_mid_epoch_and_resumes_bit_exact(tmp_path, 
     monkeypatch.setitem(EngineToyData.SIZES, "train", 16)
     opts = ("MULTIGRID.LONG_CYCLE", "True", "MULTIGRID.SHORT_CYCLE", "True", "TRAIN.BATCH_SIZE", "1",
             "MULTIGRID.LONG_CYCLE_FACTORS", "[[0.5, 0.70710678], [1.0, 1.0]]", "DATA.NUM_FRAMES", "4",
-            "DATA.TRAIN_CROP_SIZE", "32", "SOLVER.LR_POLICY", "steps_with_relative_lrs", "SOLVER.STEPS", "[0, 2]",
-            "SOLVER.LRS", "[1, 0.1]", "SOLVER.MAX_EPOCH", "4", "SOLVER.WARMUP_EPOCHS", "0.0", "TEST.ENABLE", "False",
+            "DATA.TRAIN_CROP_SIZE", "32", "SOLVER.LR_POLICY", "steps_with_relative_lrs", "SOLVER.STEPS", "[0, 1]",
+            "SOLVER.LRS", "[1, 0.1]", "SOLVER.MAX_EPOCH", "2", "SOLVER.WARMUP_EPOCHS", "0.0", "TEST.ENABLE", "False",
             "TRAIN.EVAL_PERIOD", "0", "MIXUP.ENABLE", "True")
     seen = []
     real_epoch = train_mod.train_epoch
@@ -414,17 +414,18 @@ def test_toy_multigrid_training_stops_mid_epoch_and_resumes_bit_exact(tmp_path, 
     full = tmp_path / "full"
     res = train_mod.train(toy_cfg(full, *opts))
     epochs = [e for e, _, _ in seen]
-    # PySlowFast's schedule: phases (2 frames, crop 23) to epoch 3, (4, 32) to 4, the final (4, 32) to 6.
-    assert epochs == list(range(6))
-    assert [n for _, n, _ in seen] == [3, 3, 3, 6, 6, 6]  # batches 8, 4, 4 of 16 clips; then 4, 2, 1, 4, 2, 1
-    assert res["train"]["lr"] == pytest.approx(0.1 * 0.1)  # STEPS [0, 3, 4, 5], LRS [4, 1, 1, 0.1] x BASE_LR
-    # Stop after iteration 2 of epoch 4 (0-based 3; stop_requested is asked after every iteration but an
+    # PySlowFast's schedule (x EPOCH_FACTOR 1.5): phases (2 frames, crop 23) for epoch 1, (4, 32) for 2, the
+    # final (4, 32) for 3.
+    assert epochs == list(range(3))
+    assert [n for _, n, _ in seen] == [3, 6, 6]  # batches 8, 4, 4 of 16 clips; then 4, 2, 1, 4, 2, 1
+    assert res["train"]["lr"] == pytest.approx(0.1 * 0.1)  # STEPS [0, 1, 2], LRS [4, 1, 0.1] x BASE_LR
+    # Stop after iteration 2 of epoch 2 (0-based 1; stop_requested is asked after every iteration but an
     # epoch's last, and after every epoch), then run the same command again.
     calls = {"n": 0}
 
     def stop_once():
         calls["n"] += 1
-        return calls["n"] == 3 * 3 + 2
+        return calls["n"] == 3 + 2
     part = tmp_path / "part"
     monkeypatch.setattr(signals, "stop_requested", stop_once)
     monkeypatch.setattr(signals, "requested_signal", lambda: "SIGTERM")
@@ -433,7 +434,7 @@ def test_toy_multigrid_training_stops_mid_epoch_and_resumes_bit_exact(tmp_path, 
     monkeypatch.setattr(signals, "stop_requested", lambda: False)
     seen.clear()
     train_mod.train(toy_cfg(part, *opts))
-    assert seen[0] == (3, 6, 2)
-    a = cu.read_checkpoint(cu.get_path_to_checkpoint(str(full), 6))["model_state"]
-    b = cu.read_checkpoint(cu.get_path_to_checkpoint(str(part), 6))["model_state"]
+    assert seen[0] == (1, 6, 2)
+    a = cu.read_checkpoint(cu.get_path_to_checkpoint(str(full), 3))["model_state"]
+    b = cu.read_checkpoint(cu.get_path_to_checkpoint(str(part), 3))["model_state"]
     assert all(torch.equal(a[k], b[k]) for k in a)
