@@ -145,49 +145,6 @@ def test_mixup_switch_prob_and_prob():
     assert torch.equal(mixed, x) and torch.allclose(t.max(1).values, torch.full((4,), 0.9 + 0.1 / 5))
 
 
-def test_toy_training_with_mixup_and_clipping_resumes_bit_exact(tmp_path, monkeypatch):
-    """Mixup and clipping inside the loop: every step mixes and clips, and a resumed run equals an
-    uninterrupted one (the mixing draws are seeded per iteration, not taken from the global RNG)."""
-    import os
-    import shutil
-
-    from test_engine_toys import toy_cfg
-    from vov3d.datasets import mixup
-    from vov3d.engine.train import train
-    from vov3d.utils import checkpoint as cu
-
-    seen = {"mixed": 0, "norms": []}
-    real_call, real_clip = mixup.MixUp.__call__, solver.clip_gradients
-
-    def counting_call(self, x, labels, rng):
-        x, t = real_call(self, x, labels, rng)
-        seen["mixed"] += int(t.max().item() < 0.95)  # a mixed row has no near-one entry
-        return x, t
-
-    def recording_clip(cfg, optimizer, scaler=None):
-        norm = real_clip(cfg, optimizer, scaler)
-        params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-        seen["norms"].append((norm.item(), torch.nn.utils.get_total_norm([p.grad for p in params]).item()))
-        return norm
-
-    monkeypatch.setattr(mixup.MixUp, "__call__", counting_call)
-    monkeypatch.setattr(solver, "clip_gradients", recording_clip)
-    opts = ("MIXUP.ENABLE", "True", "MIXUP.CUTMIX_ALPHA", "0.0", "MIXUP.ALPHA", "2.0",
-            "SOLVER.CLIP_GRAD_L2NORM", "0.05", "SOLVER.MAX_EPOCH", "2", "TEST.ENABLE", "False",
-            "TRAIN.EVAL_PERIOD", "0")
-    full, part = tmp_path / "full", tmp_path / "part"
-    train(toy_cfg(full, *opts))
-    assert seen["mixed"] >= 3  # 4 iterations: Beta(2, 2) leaves a batch near-unmixed rarely
-    assert len(seen["norms"]) == 4 and all(before > 0.05 and after == pytest.approx(0.05, rel=1e-4)
-                                           for before, after in seen["norms"])
-    os.makedirs(part / "checkpoints")
-    shutil.copy(cu.get_path_to_checkpoint(str(full), 1), part / "checkpoints")
-    assert train(toy_cfg(part, *opts))["start_epoch"] == 1
-    a = cu.read_checkpoint(cu.get_path_to_checkpoint(str(full), 2))["model_state"]
-    b = cu.read_checkpoint(cu.get_path_to_checkpoint(str(part), 2))["model_state"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
-
-
 # ------------------------------------------------------------------------------------------------ #
 # RandAugment and random erasing
 # ------------------------------------------------------------------------------------------------ #
@@ -391,18 +348,38 @@ def test_multigrid_batches_have_the_shapes_of_their_iteration(ssv1_small):
 
 
 def test_toy_multigrid_training_stops_mid_epoch_and_resumes_bit_exact(tmp_path, monkeypatch):
-    """Multigrid long + short cycles with mixup in the loop: the iterations of each phase, the LR of the
-    schedule, and a stop in the middle of an epoch resumed to the same weights as an uninterrupted run."""
+    """Multigrid long + short cycles, mixup and clipping in the loop: the iterations of each phase, the LR of
+    the schedule, every step mixed and clipped, and a stop in the middle of an epoch resumed to the same
+    weights as an uninterrupted run (mixing draws are seeded per iteration, not taken from the global RNG)."""
     from test_engine_toys import EngineToyData, toy_cfg
+    from vov3d.datasets import mixup
     from vov3d.engine import signals, train as train_mod
     from vov3d.utils import checkpoint as cu
+
+    mixed, norms = [], []
+    real_call, real_clip = mixup.MixUp.__call__, solver.clip_gradients
+
+    def counting_call(self, x, labels, rng):
+        x, t = real_call(self, x, labels, rng)
+        mixed.append(x.size(0) == 1 or bool(t.max().item() < 0.95))  # a mixed row has no near-one entry
+        return x, t
+
+    def recording_clip(cfg, optimizer, scaler=None):
+        norm = real_clip(cfg, optimizer, scaler)
+        params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        norms.append((norm.item(), torch.nn.utils.get_total_norm([p.grad for p in params]).item()))
+        return norm
+
+    monkeypatch.setattr(mixup.MixUp, "__call__", counting_call)
+    monkeypatch.setattr(solver, "clip_gradients", recording_clip)
 
     monkeypatch.setitem(EngineToyData.SIZES, "train", 16)
     opts = ("MULTIGRID.LONG_CYCLE", "True", "MULTIGRID.SHORT_CYCLE", "True", "TRAIN.BATCH_SIZE", "1",
             "MULTIGRID.LONG_CYCLE_FACTORS", "[[0.5, 0.70710678], [1.0, 1.0]]", "DATA.NUM_FRAMES", "4",
             "DATA.TRAIN_CROP_SIZE", "32", "SOLVER.LR_POLICY", "steps_with_relative_lrs", "SOLVER.STEPS", "[0, 1]",
             "SOLVER.LRS", "[1, 0.1]", "SOLVER.MAX_EPOCH", "2", "SOLVER.WARMUP_EPOCHS", "0.0", "TEST.ENABLE", "False",
-            "TRAIN.EVAL_PERIOD", "0", "MIXUP.ENABLE", "True")
+            "TRAIN.EVAL_PERIOD", "0", "MIXUP.ENABLE", "True", "MIXUP.CUTMIX_ALPHA", "0.0", "MIXUP.ALPHA", "2.0",
+            "SOLVER.CLIP_GRAD_L2NORM", "0.05")
     seen = []
     real_epoch = train_mod.train_epoch
 
@@ -419,6 +396,8 @@ def test_toy_multigrid_training_stops_mid_epoch_and_resumes_bit_exact(tmp_path, 
     assert epochs == list(range(3))
     assert [n for _, n, _ in seen] == [3, 6, 6]  # batches 8, 4, 4 of 16 clips; then 4, 2, 1, 4, 2, 1
     assert res["train"]["lr"] == pytest.approx(0.1 * 0.1)  # STEPS [0, 1, 2], LRS [4, 1, 0.1] x BASE_LR
+    assert len(norms) == 15 and all(b > 0.05 and a == pytest.approx(0.05, rel=1e-4) for b, a in norms)
+    assert len(mixed) == 15 and sum(mixed) >= 13  # Beta(2, 2) leaves a batch near-unmixed rarely
     # Stop after iteration 2 of epoch 2 (0-based 1; stop_requested is asked after every iteration but an
     # epoch's last, and after every epoch), then run the same command again.
     calls = {"n": 0}
