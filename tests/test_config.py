@@ -133,7 +133,7 @@ def test_tree_and_compat_table_are_disjoint_and_every_key_is_documented():
             assert "  # " in line or lines[i - 1].startswith("#"), f"defaults.py:{i + 1} has no comment: {line}"
     # no machine paths or detection weights in what is printed and saved
     dump = get_cfg().dump()
-    for word in ("/mnt/", "detectron2", "AVA", "NONLOCAL", "SLOWFAST", "MULTIGRID"):
+    for word in ("/mnt/", "detectron2", "AVA", "NONLOCAL", "SLOWFAST", "DEFAULT_B"):
         assert word not in dump
 
 
@@ -261,21 +261,21 @@ def test_model_info_with_unregistered_model_is_one_line(tmp_path):
 # ---------------------------------------------------------------------------- #
 def test_pyslowfast_only_keys_merge_warn_once_and_are_not_saved(tmp_path, caplog):
     path = write(tmp_path, "psf.yaml", (
-        "MODEL:\n  ARCH: x3d\n  MODEL_NAME: X3D\n  ACT_CHECKPOINT: True\n"
+        "MODEL:\n  ARCH: x3d\n  MODEL_NAME: X3D\n  FROZEN_BN: True\n"
         "DETECTION:\n  ENABLE: True\n  ALIGNED: False\n"
         "AVA:\n  FRAME_DIR: /somewhere\n"
-        "MULTIGRID:\n  LONG_CYCLE: True\n"
+        "MASK:\n  ENABLE: True\n"
         "MIXUP:\n  ENABLE: False\n  ALPHA: 0.8\n"
         "RESNET:\n  STRIDE_1X1: False\n  ZERO_INIT_FINAL_BN: True\n"
         "TENSORBOARD:\n  ENABLE: True\n  MODEL_VIS:\n    ENABLE: True\n"
         "BN:\n  NUM_SYNC_DEVICES: 4\n"
     ))
     with caplog.at_level(logging.WARNING, logger="vov3d.config.compat"):
-        cfg = load_config(path, ["NUM_GPUS", "0", "SOLVER.CLIP_GRAD_L2NORM", "1.0"])
+        cfg = load_config(path, ["NUM_GPUS", "0", "SOLVER.ZERO_WD_1D_PARAM", "True"])
         load_config(path, ["NUM_GPUS", "0"])
     warned = sorted(r.getMessage().split(" = ")[0] for r in caplog.records)
-    assert warned == ["BN.NUM_SYNC_DEVICES", "DETECTION.ENABLE", "MODEL.ACT_CHECKPOINT", "MULTIGRID.LONG_CYCLE",
-                      "SOLVER.CLIP_GRAD_L2NORM", "TENSORBOARD.MODEL_VIS.ENABLE"]
+    assert warned == ["BN.NUM_SYNC_DEVICES", "DETECTION.ENABLE", "MASK.ENABLE", "MODEL.FROZEN_BN",
+                      "SOLVER.ZERO_WD_1D_PARAM", "TENSORBOARD.MODEL_VIS.ENABLE"]
     assert cfg.RESNET.ZERO_INIT_FINAL_BN and cfg.TENSORBOARD.ENABLE
     dump = cfg.dump()
     assert "DETECTION" not in dump and "FRAME_DIR" not in dump and "MODEL_VIS" not in dump

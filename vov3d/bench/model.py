@@ -288,17 +288,22 @@ def child_memory(spec):
     cfg = benchmark_cfg(spec["cfg_file"], spec["opts"], device.type, spec["frames"], spec["crop"])
     runner = Runner(cfg, Variant(**spec["variant"]), spec["batch"], device)
     out = {}
-    for phase, fn in (("eval", runner.eval_forward), ("train", runner.train_step)):
+    phases = [(p, fn) for p, fn in (("eval", runner.eval_forward), ("train", runner.train_step))
+              if p in spec.get("phases", ("eval", "train"))]
+    for phase, fn in phases:
         if phase == "train":
             # Training never holds the test-time inference copy (the engine builds one per
             # evaluation and drops it): release it so the train peak is the train step's.
             runner._eval_model = None
             _release_freed_memory()
         fn()  # first call: lazy allocations (folded copy, optimizer state)
+        _release_freed_memory()  # what the first call freed but the heap kept would hide the step's peak
         before = _status_mb("VmRSS")
         reset = _reset_peak_rss()
+        t = time.perf_counter()
         for _ in range(spec["iters"]):
             fn()
+        out[f"{phase}_step_s"] = (time.perf_counter() - t) / spec["iters"]
         peak = _status_mb("VmHWM") if reset else _maxrss_mb()
         out[f"rss_before_{phase}_mb"] = before
         out[f"peak_rss_{phase}_mb"] = peak
@@ -307,11 +312,11 @@ def child_memory(spec):
     return out
 
 
-def measure_memory_subprocess(cfg_file, opts, variant, args, device):
+def measure_memory_subprocess(cfg_file, opts, variant, args, device, phases=("eval", "train"), iters=2):
     """Runs child_memory in a fresh interpreter; returns its dict (or {"error": ...})."""
     spec = {"cfg_file": cfg_file, "opts": list(opts or []), "variant": asdict(variant), "threads": args.threads,
             "device": str(device), "frames": args.frames, "crop": args.crop, "batch": args.batch_resolved,
-            "iters": 2}
+            "iters": iters, "phases": list(phases)}
     env = dict(os.environ)
     env["PYTHONPATH"] = REPO_ROOT + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.run(

@@ -1,4 +1,4 @@
-"""Benchmarks: vov3d-benchmark --cfg CONFIG.yaml --mode data|model [KEY VALUE ...]
+"""Benchmarks: vov3d-benchmark --cfg CONFIG.yaml --mode data|model|demo|act-checkpoint|multigrid [KEY VALUE ...]
 
 --mode data: clips/s of the train and test loaders and the raw decode rate of the same clips
 (see vov3d/bench/data.py). --synthetic kinetics|ssv2|ssv1 benchmarks a generated realistic
@@ -17,6 +17,19 @@ machine named (see vov3d/bench/model.py). --cfg may be given several times. The 
     vov3d-benchmark --mode model --cfg configs/Kinetics/VoV3D_M_16x5.yaml \
         --cfg configs/Kinetics/X3D_M_16x5.yaml --batch 2 --frames 16 --crop 112 --threads 2
 
+--mode act-checkpoint: peak memory (CPU: RSS of a fresh process per variant; CUDA: max_memory_allocated) and
+time of a train step with MODEL.ACT_CHECKPOINT off and on, same run (see vov3d/bench/recipes.py):
+
+    vov3d-benchmark --mode act-checkpoint --cfg configs/SSv1/VoV3D_L_32x1.yaml --batch 1 --iters 1
+
+--mode multigrid: wall time of --num-samples clips of training (an epoch-equivalent) in each long-cycle phase of
+the MULTIGRID.* schedule (short cycles included) against the plain shape, same run, and the whole schedule's
+estimated time over the plain one's (see vov3d/bench/recipes.py):
+
+    vov3d-benchmark --mode multigrid --cfg configs/SSv1/VoV3D_M_16x1.yaml --batch 2 \
+        MULTIGRID.LONG_CYCLE True MULTIGRID.SHORT_CYCLE True SOLVER.LR_POLICY steps_with_relative_lrs \
+        SOLVER.STEPS "[0, 60, 80]" SOLVER.LRS "[1, 0.1, 0.01]" SOLVER.MAX_EPOCH 100
+
 From a source checkout, `python tools/benchmark.py` is the same program.
 """
 
@@ -33,13 +46,16 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cfg", dest="cfg_files", action="append", default=[],
                         help="YAML config file (--mode model: may be repeated)")
-    parser.add_argument("--mode", choices=("data", "model", "demo"), default="data", help="what to benchmark")
+    parser.add_argument("--mode", choices=("data", "model", "demo", "act-checkpoint", "multigrid"), default="data",
+                        help="what to benchmark")
     parser.add_argument("--num-iters", dest="num_iters", type=int, default=0,
                         help="timed batches per run (0: BENCHMARK.NUM_EPOCHS epochs)")
     parser.add_argument("--synthetic", default="", choices=("", "kinetics", "ssv2", "ssv1"),
                         help="benchmark a generated realistic dataset of this layout")
     parser.add_argument("--synthetic-dir", dest="synthetic_dir", default="", help="where to write it (default: temp)")
     parser.add_argument("--output", default="", help="also write the figures as JSON here")
+    parser.add_argument("--num-samples", dest="num_samples", type=int, default=0,
+                        help="--mode multigrid: clips per epoch-equivalent (default: two short cycles)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides as KEY VALUE pairs")
     from vov3d.bench.demo import add_demo_args
     from vov3d.bench.model import add_model_args
@@ -52,6 +68,8 @@ def main(argv=None):
         return _model_mode(args)
     if args.mode == "demo":
         return _demo_mode(args)
+    if args.mode in ("act-checkpoint", "multigrid"):
+        return _recipe_mode(args)
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s %(name)s] %(message)s")
     try:
         cfg = load_config(args.cfg_file, args.opts)
@@ -101,6 +119,24 @@ def _model_mode(args):
         print(json.dumps(result, indent=1))
     else:
         print(table)
+    if args.output:
+        with open(args.output, "w") as f:
+            json.dump(result, f, indent=1)
+    return 0
+
+
+def _recipe_mode(args):
+    from vov3d.bench import recipes
+
+    logging.basicConfig(level=logging.INFO, format="[%(levelname)s %(name)s] %(message)s")
+    run, fmt = {"act-checkpoint": (recipes.run_act_checkpoint_benchmark, recipes.format_act_checkpoint),
+                "multigrid": (recipes.run_multigrid_benchmark, recipes.format_multigrid)}[args.mode]
+    try:
+        result = run(args.cfg_files, args.opts, args)
+    except USER_ERRORS as e:
+        print(error_line(e), file=sys.stderr)
+        return EXIT_USER_ERROR
+    print(fmt(result))
     if args.output:
         with open(args.output, "w") as f:
             json.dump(result, f, indent=1)

@@ -39,17 +39,22 @@ PYSLOWFAST_ARCHS = {
 
 # (key or subtree, default, why it is not in the tree)
 TABLE = (
-    # Features being built (stay here until they are).
-    ("MIXUP.ENABLE", False, NOT_IMPLEMENTED),
-    ("MIXUP", ANY, "read only with MIXUP.ENABLE"),
-    ("AUG.ENABLE", False, NOT_IMPLEMENTED + " (RandAugment, random erasing)"),
-    ("AUG", ANY, "read only with AUG.ENABLE"),
-    ("SOLVER.CLIP_GRAD_VAL", None, NOT_IMPLEMENTED),
-    ("SOLVER.CLIP_GRAD_L2NORM", None, NOT_IMPLEMENTED),
-    ("MODEL.ACT_CHECKPOINT", False, NOT_IMPLEMENTED),
-    ("MULTIGRID.SHORT_CYCLE", False, NOT_IMPLEMENTED),
-    ("MULTIGRID.LONG_CYCLE", False, NOT_IMPLEMENTED),
-    ("MULTIGRID", ANY, "read only with MULTIGRID.SHORT_CYCLE / LONG_CYCLE"),
+    # Parts of the training recipes vov3d does not reproduce.
+    ("AUG.NUM_SAMPLE", 1, UNSUPPORTED + " (repeated augmentation)"),
+    ("AUG.COLOR_JITTER", ANY, "PySlowFast's video loaders do not read it either (RandAugment replaces it)"),
+    ("AUG.RE_SPLIT", ANY, "PySlowFast's video loaders do not read it either"),
+    ("AUG.GEN_MASK_LOADER", False, UNSUPPORTED + " (MaskFeat masks)"),
+    ("AUG.MASK_TUBE", ANY, "read only with AUG.GEN_MASK_LOADER"),
+    ("AUG.MASK_FRAMES", ANY, "read only with AUG.GEN_MASK_LOADER"),
+    ("AUG.MASK_WINDOW_SIZE", ANY, "read only with AUG.GEN_MASK_LOADER"),
+    ("AUG.MASK_RATIO", ANY, "read only by PySlowFast's MViT / MaskFeat"),
+    ("AUG.MAX_MASK_PATCHES_PER_BLOCK", ANY, "read only with AUG.GEN_MASK_LOADER"),
+    ("MULTIGRID.BN_BASE_SIZE", 8, "sub-batch BN is not implemented: multigrid BN statistics are over the "
+     "whole per-process batch; ignored"),
+    ("MULTIGRID.LONG_CYCLE_SAMPLING_RATE", ANY, "set at run time by PySlowFast, derived by vov3d"),
+    ("MULTIGRID.DEFAULT_B", ANY, "set at run time by PySlowFast, derived by vov3d"),
+    ("MULTIGRID.DEFAULT_T", ANY, "set at run time by PySlowFast, derived by vov3d"),
+    ("MULTIGRID.DEFAULT_S", ANY, "set at run time by PySlowFast, derived by vov3d"),
     # Models vov3d does not build: refused through MODEL.ARCH (PYSLOWFAST_ARCHS).
     ("SLOWFAST", ANY, "read only by MODEL.ARCH slowfast"),
     ("MVIT", ANY, "read only by MODEL.ARCH mvit"),

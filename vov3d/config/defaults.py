@@ -9,6 +9,7 @@ what vov3d uses. ``vov3d/config/load.py`` reads YAML files and checks values aga
 
 from yacs.config import CfgNode as _YacsCfgNode
 
+from vov3d.config.merge import declare_optional_numbers
 from vov3d.config.node import CfgNode, Key
 
 
@@ -84,6 +85,10 @@ _C.MODEL.MODEL_NAME = "VoV3D"  # registered model name: VoV3D | X3D | S3D | P3D 
 _C.MODEL.NUM_CLASSES = Key(400, ge=1)  # classifier outputs
 _C.MODEL.LOSS_FUNC = "cross_entropy"  # cross_entropy | bce | bce_logit | soft_cross_entropy (or one you register)
 _C.MODEL.DROPOUT_RATE = Key(0.5, ge=0.0, lt=1.0)  # dropout before the classifier
+# Recompute each residual block's activations in the backward pass instead of keeping them (VoV3D, X3D and
+# the ResNet families: less training memory for about one more forward pass); BN running statistics are
+# updated once per step, as without it (vov3d/models/stages.py).
+_C.MODEL.ACT_CHECKPOINT = False
 _C.MODEL.FC_INIT_STD = Key(0.01, ge=0.0)  # std of the classifier weight init
 _C.MODEL.HEAD_ACT = Key("softmax", one_of=("softmax", "sigmoid"))  # eval-mode activation of the head
 # Memory layout of weights and clips: "auto" (measured on this machine at first use and cached,
@@ -234,6 +239,44 @@ _C.SOLVER.WARMUP_START_LR = Key(0.01, ge=0.0)  # learning rate at iteration 0 of
 _C.SOLVER.OPTIMIZING_METHOD = Key("sgd", one_of=("sgd", "adam", "adamw"))  # optimizer
 _C.SOLVER.BASE_LR_SCALE_NUM_SHARDS = False  # multiply BASE_LR, WARMUP_START_LR, COSINE_END_LR by NUM_SHARDS
 _C.SOLVER.LABEL_SMOOTHING = Key(0.0, ge=0.0, lt=1.0)  # label smoothing of the cross-entropy loss
+# Gradient clipping before each optimizer step (after unscaling AMP gradients). As in PySlowFast, None is off
+# and CLIP_GRAD_VAL wins when both are set.
+_C.SOLVER.CLIP_GRAD_VAL = Key(None, gt=0.0, optional=True)  # clamp every gradient element to [-VAL, VAL]
+_C.SOLVER.CLIP_GRAD_L2NORM = Key(None, gt=0.0, optional=True)  # rescale gradients to this global L2 norm at most
+
+# ---------------------------------------------------------------------------- #
+# RandAugment and random erasing of training clips (PySlowFast names and defaults; vov3d/datasets/augment.py)
+# ---------------------------------------------------------------------------- #
+_C.AUG = CfgNode()
+_C.AUG.ENABLE = False  # RandAugment (AA_TYPE) and random erasing (RE_PROB) of training clips
+_C.AUG.AA_TYPE = "rand-m9-mstd0.5-inc1"  # RandAugment: m magnitude (0-10), n ops (2), mstd magnitude noise, inc1 increasing ops; "": none
+_C.AUG.INTERPOLATION = Key("bicubic", one_of=("bicubic", "bilinear", "nearest", "random"))  # resampling of the geometric ops
+_C.AUG.RE_PROB = Key(0.25, ge=0.0, le=1.0)  # probability of random erasing per clip (0: off)
+_C.AUG.RE_MODE = Key("pixel", one_of=("pixel", "rand", "const"))  # erased values: per-pixel noise, per-channel noise, 0
+_C.AUG.RE_COUNT = Key(1, ge=1)  # up to this many erased boxes per clip
+
+# ---------------------------------------------------------------------------- #
+# Mixup / CutMix (batch level; PySlowFast names and defaults; vov3d/datasets/mixup.py)
+# ---------------------------------------------------------------------------- #
+_C.MIXUP = CfgNode()
+_C.MIXUP.ENABLE = False  # mix training batches (off by default, and for Something-Something as in the VoV3D paper)
+_C.MIXUP.ALPHA = Key(0.8, ge=0.0)  # mixup Beta(alpha, alpha); 0: no mixup
+_C.MIXUP.CUTMIX_ALPHA = Key(1.0, ge=0.0)  # CutMix Beta(alpha, alpha); 0: no CutMix
+_C.MIXUP.PROB = Key(1.0, ge=0.0, le=1.0)  # probability that a batch is mixed at all
+_C.MIXUP.SWITCH_PROB = Key(0.5, ge=0.0, le=1.0)  # with both alphas > 0: probability of CutMix instead of mixup
+_C.MIXUP.LABEL_SMOOTH_VALUE = Key(0.1, ge=0.0, lt=1.0)  # label smoothing of the mixed soft targets
+
+# ---------------------------------------------------------------------------- #
+# Multigrid training (PySlowFast names and defaults; vov3d/datasets/multigrid.py)
+# ---------------------------------------------------------------------------- #
+_C.MULTIGRID = CfgNode()
+_C.MULTIGRID.EPOCH_FACTOR = Key(1.5, gt=0.0)  # epochs trained over the plain schedule's (fewer iterations each)
+_C.MULTIGRID.SHORT_CYCLE = False  # per iteration: crops SHORT_CYCLE_FACTORS x TRAIN_CROP_SIZE, then the full crop
+_C.MULTIGRID.SHORT_CYCLE_FACTORS = Key([0.5, 0.5**0.5], length=2, gt=0.0, le=1.0)  # the two smaller crops, over the default
+_C.MULTIGRID.LONG_CYCLE = False  # per phase: (frames, crop) from LONG_CYCLE_FACTORS, batch grown to match, LR scaled
+# (frames, crop) factors of the long-cycle phases, over DATA.NUM_FRAMES / TRAIN_CROP_SIZE; the last should be (1, 1).
+_C.MULTIGRID.LONG_CYCLE_FACTORS = [[0.25, 0.5**0.5], [0.5, 0.5**0.5], [0.5, 1.0], [1.0, 1.0]]
+_C.MULTIGRID.EVAL_FREQ = Key(3, ge=1)  # with LONG_CYCLE: validations (and checkpoints) per phase
 
 # ---------------------------------------------------------------------------- #
 # Run
@@ -292,6 +335,7 @@ def _take_rules(node, prefix=""):
 
 
 RULES = _take_rules(_C)
+declare_optional_numbers(k for k, rule in RULES.items() if rule.optional)
 
 
 def get_cfg():

@@ -71,6 +71,15 @@ def _check_solver(cfg):
         if len(lrs) < len(steps):
             raise ConfigError(f"SOLVER.LRS {lrs}: needs a learning-rate multiple for each of the "
                               f"{len(steps)} SOLVER.STEPS")
+    if cfg.MIXUP.ENABLE and s.LABEL_SMOOTHING > 0:
+        raise ConfigError(f"SOLVER.LABEL_SMOOTHING {s.LABEL_SMOOTHING} with MIXUP.ENABLE: the mixed targets are "
+                          "smoothed by MIXUP.LABEL_SMOOTH_VALUE; set SOLVER.LABEL_SMOOTHING 0")
+    if cfg.MIXUP.ENABLE and cfg.MODEL.LOSS_FUNC not in ("cross_entropy", "soft_cross_entropy"):
+        raise ConfigError(f"MODEL.LOSS_FUNC {cfg.MODEL.LOSS_FUNC} with MIXUP.ENABLE: mixed soft targets need "
+                          "cross_entropy or soft_cross_entropy")
+    if cfg.MULTIGRID.LONG_CYCLE and s.LR_POLICY != "steps_with_relative_lrs":
+        raise ConfigError(f"MULTIGRID.LONG_CYCLE needs SOLVER.LR_POLICY steps_with_relative_lrs (its schedule sets "
+                          f"SOLVER.STEPS / LRS, as in PySlowFast), not {s.LR_POLICY}")
     if s.LR_POLICY == "cosine" and s.COSINE_END_LR > s.BASE_LR:
         raise ConfigError(f"SOLVER.COSINE_END_LR {s.COSINE_END_LR} must not exceed SOLVER.BASE_LR {s.BASE_LR}")
 

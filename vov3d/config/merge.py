@@ -159,7 +159,27 @@ def set_key(cfg, key, value, source):
         raise ConfigError(f"{key} is a section: set its keys ({key}.NAME), not {value!r} ({source})")
     if isinstance(node[name], str) and isinstance(raw, str):
         value = raw  # a string key keeps the text as written ("1", "None" stay strings)
+    if key in _OPTIONAL_NUMBERS:
+        node[name] = _coerce_optional_number(value, key, source)
+        return
     node[name] = _coerce(value, node[name], key, source)
+
+
+_OPTIONAL_NUMBERS = set()  # keys declared Key(None, optional=True): None (off) or a number
+
+
+def declare_optional_numbers(keys):
+    """Makes set_key accept None or a number for each of `keys` (called by defaults.py); returns None."""
+    _OPTIONAL_NUMBERS.update(keys)
+
+
+def _coerce_optional_number(value, key, source):
+    """Returns None or `value` as a float (a Key(..., optional=True): None means off)."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise ConfigError(f"{key} {value!r}: expected a number or None ({source})")
 
 
 def refuse_foreign_arch(arch, model_name, source=""):

@@ -9,12 +9,15 @@ from vov3d.config.merge import merge_opts, merge_yaml_file
 class Key:
     """A default value with the values its key accepts (replaced by the bare default when the tree is built)."""
 
-    def __init__(self, default, one_of=None, ge=None, gt=None, le=None, lt=None, length=None):
-        self.default, self.one_of, self.length = default, one_of, length
+    def __init__(self, default, one_of=None, ge=None, gt=None, le=None, lt=None, length=None, optional=False):
+        # optional: None (off) or a number, as PySlowFast's SOLVER.CLIP_GRAD_* keys (default None).
+        self.default, self.one_of, self.length, self.optional = default, one_of, length, optional
         self.bounds = [(op, x) for op, x in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if x is not None]
 
     def problem(self, value):
         """Returns why `value` is not accepted, or None when it is."""
+        if self.optional and value is None:
+            return None
         if self.one_of is not None and value not in self.one_of:
             return "choose one of " + ", ".join(str(x) for x in self.one_of)
         items = list(value) if isinstance(value, (list, tuple)) else [value]

@@ -240,12 +240,14 @@ class VideoClipDataset(torch.utils.data.Dataset):
         # Inside loader workers the workers already fill the cores; extra decoder threads only contend.
         return 1 if torch.utils.data.get_worker_info() is not None else 0
 
-    def decode_record(self, record, view=None, num_views=1, rng=random):
+    def decode_record(self, record, view=None, num_views=1, rng=random, num_frames=None, rate=None):
         """Returns the untransformed DecodedFrames of a record's clip: a random train clip (view None),
-        view `view` of `num_views`, or every view of num_views in one decode (view "all")."""
+        view `view` of `num_views`, or every view of num_views in one decode (view "all"); `num_frames` and
+        the dense sampling `rate` default to DATA.NUM_FRAMES / DATA.SAMPLING_RATE (multigrid sets them)."""
         if record.source is None:
             raise DecodeError(record.path or record.video_id, "missing file")
-        T = self.num_frames
+        T = num_frames or self.num_frames
+        rate = int(rate or self.cfg.DATA.SAMPLING_RATE)
         if self.sampling == "segment":
             if view == "all":
                 fn = lambda n: sampling.segment_views(n, T, num_views, self.view_offset)  # noqa: E731
@@ -254,7 +256,6 @@ class VideoClipDataset(torch.utils.data.Dataset):
             kw = {"index_fn": fn}
         elif isinstance(record.source, FrameFolder):
             # Frames have no timestamps: dense clips are SAMPLING_RATE frames apart.
-            rate = int(self.cfg.DATA.SAMPLING_RATE)
 
             def fn(n):
                 if view == "all":
@@ -266,7 +267,7 @@ class VideoClipDataset(torch.utils.data.Dataset):
             kw = {"index_fn": fn}
         else:
             d = self.cfg.DATA
-            args = (T, int(d.SAMPLING_RATE), float(d.TARGET_FPS))
+            args = (T, rate, float(d.TARGET_FPS))
             if view == "all":
                 fn = lambda info: sampling.dense_views(info.start, info.duration, *args, num_views)  # noqa: E731
             else:
@@ -275,15 +276,28 @@ class VideoClipDataset(torch.utils.data.Dataset):
         return decode_frames(record.source, backend=self.backend, threads=self._threads(),
                              min_frames=self.min_frames, **kw)
 
+    def _train_shape(self, index, rng):
+        """Returns (frames, sampling rate, crop) of a train clip: the config's, or a multigrid ShapedIndex's
+        (its rate drawn between DATA.SAMPLING_RATE and the long cycle's, as PySlowFast)."""
+        frames = getattr(index, "frames", None)
+        if frames is None:
+            return None, None, None
+        rate = int(self.cfg.DATA.SAMPLING_RATE)
+        if index.max_rate > rate:
+            rate = rng.randint(rate, index.max_rate)
+        return frames, rate, index.crop
+
     def _meta(self, record, bad, valid=True, error="", decodes=1):
         return {"video_id": record.video_id, "path": record.path, "valid": valid, "error": error,
                 "bad_samples": bad, "num_decodes": decodes}
 
-    def clip_shape(self):
-        """Returns the shape of one item's clip tensor: (C, T, S, S), or (V, C, T, S, S) for test."""
+    def clip_shape(self, index=None):
+        """Returns the shape of one item's clip tensor: (C, T, S, S), or (V, C, T, S, S) for test (train:
+        the shape a multigrid ShapedIndex asks for)."""
         t = self.transform
         if self.split == "train":
-            return (3, self.num_frames, t.train_crop, t.train_crop)
+            frames, crop = getattr(index, "frames", self.num_frames), getattr(index, "crop", t.train_crop)
+            return (3, frames, crop, crop)
         if self.split == "val":
             return (3, self.num_frames, t.test_crop, t.test_crop)
         return (self.num_clips * self.num_crops, 3, self.num_frames, t.test_crop, t.test_crop)
@@ -296,7 +310,7 @@ class VideoClipDataset(torch.utils.data.Dataset):
         copy: at test time a batch is hundreds of MB).
         """
         layout = clip_memory_format(self.cfg)  # the model's layout, as the runtime picked it
-        batch = empty_clip_batch((len(indices),) + self.clip_shape(), layout)
+        batch = empty_clip_batch((len(indices),) + self.clip_shape(indices[0] if indices else None), layout)
         return PreallocatedBatch([self._item(i, batch[k]) for k, i in enumerate(indices)], batch)
 
     def _item(self, index, out):
@@ -311,7 +325,9 @@ class VideoClipDataset(torch.utils.data.Dataset):
             record = self.records[index]
             try:
                 if self.split == "train":
-                    clip = self.transform.train(self.decode_record(record, None, 1, rng).ordered(), rng, out=out)
+                    frames, rate, crop = self._train_shape(index, rng)
+                    decoded = self.decode_record(record, None, 1, rng, num_frames=frames, rate=rate)
+                    clip = self.transform.train(decoded.ordered(), rng, out=out, crop=crop)
                 else:
                     views_out = None if out is None else out.unsqueeze(0)
                     clip = self.transform.eval_views(self.decode_record(record, 0, 1), 1, 1, out=views_out)[0]

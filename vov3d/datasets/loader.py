@@ -110,8 +110,10 @@ def _kill_leftover_workers():
 _EXIT_HANDLER = []
 
 
-def construct_loader(cfg, split):
-    """Returns the torch DataLoader of split train | val | test (see the module docstring)."""
+def construct_loader(cfg, split, multigrid_schedule=None):
+    """Returns the torch DataLoader of split train | val | test (see the module docstring); with
+    MULTIGRID.LONG_CYCLE / SHORT_CYCLE the train loader's batches come from a MultigridBatchSampler
+    (`multigrid_schedule`: the long-cycle schedule of vov3d.datasets.multigrid.prepare_config)."""
     if split not in ("train", "val", "test"):
         raise ValueError(f"split must be train, val or test, got {split!r}")
     name = cfg.TEST.DATASET if split == "test" else cfg.TRAIN.DATASET
@@ -131,16 +133,18 @@ def construct_loader(cfg, split):
         logger.warning("%s train: %d videos per process is less than one batch of %d; epochs will be empty",
                        name, len(dataset) // world, batch_size)
     workers = cfg.DATA_LOADER.NUM_WORKERS
+    batching = {"batch_size": batch_size, "shuffle": train and sampler is None, "sampler": sampler, "drop_last": train}
+    if train and (cfg.MULTIGRID.LONG_CYCLE or cfg.MULTIGRID.SHORT_CYCLE):
+        from vov3d.datasets.multigrid import MultigridBatchSampler
+
+        batching = {"batch_sampler": MultigridBatchSampler(sampler, batch_size, cfg, multigrid_schedule)}
     if workers > 0 and not _EXIT_HANDLER:
         _EXIT_HANDLER.append(atexit.register(_kill_leftover_workers))
     return DataLoader(
         dataset,
-        batch_size=batch_size,
-        shuffle=train and sampler is None,
-        sampler=sampler,
+        **batching,
         num_workers=workers,
         pin_memory=bool(cfg.DATA_LOADER.PIN_MEMORY) and cfg.NUM_GPUS > 0,
-        drop_last=train,
         collate_fn=collate,
         worker_init_fn=_worker_init,
         persistent_workers=train and workers > 0,
@@ -157,7 +161,8 @@ def _sampler(loader):
 def shuffle_dataset(loader, cur_epoch, skip_batches=0):
     """Sets the epoch of the loader's sampler (a new shuffle per epoch) and, for a mid-epoch resume, makes
     its next pass skip the epoch's first `skip_batches` batches; returns None."""
-    sampler = _sampler(loader)
+    # A multigrid batch sampler owns the epoch (its long-cycle shape) and counts skipped batches itself.
+    sampler = loader.batch_sampler if hasattr(loader.batch_sampler, "skip_batches") else _sampler(loader)
     if hasattr(sampler, "set_epoch"):
         sampler.set_epoch(cur_epoch)
     if skip_batches:

@@ -12,7 +12,8 @@ gave it BGR for the same config: official SS configs (key True) feed RGB, the of
 
 * train: short side jittered in ``DATA.TRAIN_JITTER_SCALES`` (uniform, or uniform in 1/scale with
   ``DATA.INV_UNIFORM_SAMPLE``), a random ``TRAIN_CROP_SIZE`` square crop, a horizontal flip with
-  probability 0.5 unless ``DATA.RANDOM_FLIP`` is False;
+  probability 0.5 unless ``DATA.RANDOM_FLIP`` is False; with ``AUG.ENABLE``, RandAugment on the uint8
+  frames first and random erasing of the normalised clip last (:mod:`vov3d.datasets.augment`);
 * eval (val and test): short side resized to ``TEST_CROP_SIZE`` once per video, then square crops of
   ``TEST_CROP_SIZE``: 3 crops (0: left/top end, 1: centre, 2: right/bottom end along the long side,
   PySlowFast ``uniform_crop``) or 1 (centre).
@@ -28,6 +29,8 @@ import random
 
 import torch
 import torch.nn.functional as F
+
+from vov3d.datasets.augment import build_clip_augment
 
 
 def to_tchw(frames):
@@ -94,6 +97,7 @@ class ClipTransform:
         std = torch.tensor(d.STD, dtype=torch.float32)
         self.scale = (1.0 / (255.0 * std)).view(3, 1, 1, 1)
         self.shift = (-torch.tensor(d.MEAN, dtype=torch.float32) / std).view(3, 1, 1, 1)
+        self.rand_augment, self.erasing = build_clip_augment(cfg)  # AUG.* (train only)
 
     def normalize(self, x, out=None):
         """Returns (T, 3, H, W) 0-255 frames as a normalised float32 (3, T, H, W) clip, written into out if given.
@@ -109,16 +113,24 @@ class ClipTransform:
         out.copy_(x)
         return out.mul_(self.scale).add_(self.shift)
 
-    def train(self, frames, rng=random, out=None):
+    def train(self, frames, rng=random, out=None, crop=None):
         """Returns one augmented training clip, float32 (C, T, H, W) (written into out if given),
-        from uint8 (T, H, W, 3) frames."""
-        size = jitter_scale(*self.jitter, self.inverse_uniform, rng)
-        x = resize_short_side(to_tchw(frames), max(size, self.train_crop))  # never smaller than the crop
+        from uint8 (T, H, W, 3) frames; `crop` (multigrid) replaces TRAIN_CROP_SIZE and scales the jitter
+        range by crop / TRAIN_CROP_SIZE, as PySlowFast."""
+        x = to_tchw(frames)
+        if self.rand_augment is not None:  # on the whole uint8 frames, before jitter and crop (PySlowFast)
+            x = self.rand_augment(x, rng)
+        crop = crop or self.train_crop
+        jitter = self.jitter if crop == self.train_crop else \
+            tuple(int(round(j * crop / self.train_crop)) for j in self.jitter)
+        size = jitter_scale(*jitter, self.inverse_uniform, rng)
+        x = resize_short_side(x, max(size, crop))  # never smaller than the crop
         # Plain (T, C, H, W) layout before the float copy: a strided channels-last read is 2x slower.
-        x = random_crop(x, self.train_crop, rng).contiguous()
+        x = random_crop(x, crop, rng).contiguous()
         if self.flip and rng.random() < 0.5:
             x = x.flip(-1)
-        return self.normalize(x, out)
+        clip = self.normalize(x, out)
+        return clip if self.erasing is None else self.erasing(clip, rng)
 
     def eval_views(self, decoded, num_clips, num_crops, out=None):
         """Returns float32 (V, C, T, H, W) views (written into out if given), V = num_clips * num_crops, clip-major.

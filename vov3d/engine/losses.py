@@ -42,9 +42,12 @@ def register_loss(name, cls):
 
 
 def build_loss(cfg, reduction="mean"):
-    """Returns the training loss module: MODEL.LOSS_FUNC with SOLVER.LABEL_SMOOTHING when set."""
+    """Returns the training loss module: MODEL.LOSS_FUNC with SOLVER.LABEL_SMOOTHING when set; the
+    soft-target cross entropy with MIXUP.ENABLE (its targets are mixed probability vectors)."""
     name = cfg.MODEL.LOSS_FUNC
     cls = get_loss_func(name)
+    if cfg.MIXUP.ENABLE and name in ("cross_entropy", "soft_cross_entropy"):
+        return SoftTargetCrossEntropy(reduction=reduction)
     smoothing = float(cfg.SOLVER.get("LABEL_SMOOTHING", 0.0))
     if smoothing > 0:
         if name != "cross_entropy":

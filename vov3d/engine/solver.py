@@ -82,6 +82,26 @@ def construct_optimizer(cfg, model):
     raise ValueError(f"SOLVER.OPTIMIZING_METHOD {cfg.SOLVER.OPTIMIZING_METHOD!r} is not supported; use sgd, adam or adamw")
 
 
+def clip_gradients(cfg, optimizer, scaler=None):
+    """Clips the gradients of `optimizer`'s parameters by SOLVER.CLIP_GRAD_VAL (elementwise) or else
+    SOLVER.CLIP_GRAD_L2NORM (global norm), as PySlowFast; returns the global L2 norm before clipping
+    (None when neither key is set).
+
+    With a float16 GradScaler the gradients are unscaled first (the scaler remembers it, so its step does
+    not unscale twice): the thresholds apply to the true gradients, not to the loss-scaled ones."""
+    val, max_norm = cfg.SOLVER.CLIP_GRAD_VAL, cfg.SOLVER.CLIP_GRAD_L2NORM
+    if val is None and max_norm is None:
+        return None
+    if scaler is not None and scaler.is_enabled():
+        scaler.unscale_(optimizer)
+    params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+    if val is not None:
+        norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+        torch.nn.utils.clip_grad_value_(params, val)
+        return norm
+    return torch.nn.utils.clip_grad_norm_(params, max_norm)
+
+
 def get_epoch_lr(cur_epoch, cfg):
     """Returns the learning rate at fractional epoch `cur_epoch` (PySlowFast signature)."""
     return get_lr_at_epoch(cfg, cur_epoch)

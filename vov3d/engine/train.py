@@ -20,6 +20,8 @@ from typing import Any, Dict, Optional
 import torch
 import torch.nn as nn
 
+from vov3d.datasets import multigrid
+from vov3d.datasets.mixup import batch_rng, build_mixup
 from vov3d.engine import evaluate, run_dir, signals
 from vov3d.engine import solver as optim
 from vov3d.engine.batch import amp_dtype, autocast_context, count_bad_samples, inputs_to_device
@@ -105,10 +107,13 @@ def restore_rng_states(states, cfg, epoch):
     return False
 
 
-def is_eval_epoch(cfg, cur_epoch):
-    """Returns True when validation runs after 0-based `cur_epoch` (every EVAL_PERIOD, and the last)."""
+def is_eval_epoch(cfg, cur_epoch, multigrid_schedule=None):
+    """Returns True when validation runs after 0-based `cur_epoch` (every EVAL_PERIOD, and the last; with a
+    long-cycle schedule MULTIGRID.EVAL_FREQ times per phase, as PySlowFast)."""
     if cfg.TRAIN.EVAL_PERIOD <= 0:
         return False
+    if multigrid_schedule is not None and cur_epoch + 1 != cfg.SOLVER.MAX_EPOCH:
+        return multigrid.is_multigrid_eval_epoch(multigrid_schedule, cur_epoch, cfg.MULTIGRID.EVAL_FREQ)
     return (cur_epoch + 1) % cfg.TRAIN.EVAL_PERIOD == 0 or cur_epoch + 1 == cfg.SOLVER.MAX_EPOCH
 
 
@@ -149,10 +154,13 @@ class StopAtIteration(Exception):
 
 
 def train_epoch(train_loader, model, optimizer, scaler, loss_fun, cur_epoch, cfg, meter, device, ema=None,
-                last_checkpoint=None, start_iter=0, epoch_iters=None, check_stop=False):
+                last_checkpoint=None, start_iter=0, epoch_iters=None, check_stop=False, mixup=None):
     """Trains `model` for one epoch (LR set every iteration from the fractional epoch), from iteration
     `start_iter` when resuming mid-epoch; returns the epoch stats. Raises LossExplosionError on a NaN /
-    infinite loss, and StopAtIteration after an optimizer step when `check_stop` and a stop was requested."""
+    infinite loss, and StopAtIteration after an optimizer step when `check_stop` and a stop was requested.
+
+    `mixup` (vov3d.datasets.mixup.MixUp) mixes each batch with draws seeded by (seed, epoch, iteration,
+    rank); the meter still scores top-k against the original labels."""
     model.train()
     data_size = epoch_iters or len(train_loader)
     accum = max(cfg.TRAIN.GRAD_ACCUM_STEPS, 1)
@@ -165,6 +173,10 @@ def train_epoch(train_loader, model, optimizer, scaler, loss_fun, cur_epoch, cfg
         inputs = inputs_to_device(inputs, cfg, device)
         labels = labels.to(device, non_blocking=True)
         meter.data_toc()
+        targets = labels
+        if mixup is not None:
+            rng = batch_rng(cfg.RNG_SEED, cur_epoch, cur_iter, du.get_rank())
+            inputs[0], targets = mixup(inputs[0], labels, rng)
         # With accumulation, a step uses the LR of its first micro-batch (= PySlowFast's for the same
         # effective batch); with GRAD_ACCUM_STEPS 1 this is exactly PySlowFast's per-iteration LR.
         lr = optim.get_epoch_lr(cur_epoch + float(cur_iter - cur_iter % accum) / data_size, cfg)
@@ -174,9 +186,10 @@ def train_epoch(train_loader, model, optimizer, scaler, loss_fun, cur_epoch, cfg
         with sync:
             with autocast_context(cfg, device):
                 preds = model(inputs)
-                loss = loss_fun(preds, labels)
+                loss = loss_fun(preds, targets)
             scaler.scale(loss / accum if accum > 1 else loss).backward()
         if step_now:
+            optim.clip_gradients(cfg, optimizer, scaler)
             scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
@@ -233,6 +246,8 @@ class Run:
     improved: bool = False
     saved_this_epoch: bool = False
     ema_eval: bool = False  # TRAIN.EMA.EVAL
+    mixup: Any = None  # MIXUP.ENABLE: vov3d.datasets.mixup.MixUp
+    multigrid_schedule: Any = None  # MULTIGRID.LONG_CYCLE: [(step, [batch factor, T, S], end epoch), ...]
 
     @property
     def eval_model(self):
@@ -240,9 +255,10 @@ class Run:
         return self.ema.module if (self.ema is not None and self.ema_eval) else self.model
 
 
-def setup(cfg):
+def setup(cfg, multigrid_schedule=None):
     """Returns a Run: logging, loaders, model, optimizer, scaler, EMA and loss, initial weights from
-    TRAIN.CHECKPOINT_FILE_PATH (fine-tuning) unless auto-resume finds a checkpoint of this run."""
+    TRAIN.CHECKPOINT_FILE_PATH (fine-tuning) unless auto-resume finds a checkpoint of this run.
+    `multigrid_schedule`: from vov3d.datasets.multigrid.prepare_config (which also gave `cfg`)."""
     from vov3d.config import validate
     from vov3d.datasets import loader as data_loader
     from vov3d.models import build_model
@@ -256,7 +272,7 @@ def setup(cfg):
         logger.info("Train with config:\n%s", cfg.dump())
 
     # Data first: a wrong path fails in a second, before any model work.
-    train_loader = data_loader.construct_loader(cfg, "train")
+    train_loader = data_loader.construct_loader(cfg, "train", multigrid_schedule=multigrid_schedule)
     val_loader = data_loader.construct_loader(cfg, "val") if cfg.TRAIN.EVAL_PERIOD > 0 else None
     sizes = {"train": _dataset_size(train_loader), "val": _dataset_size(val_loader) if val_loader else None}
     epoch_iters = len(train_loader)
@@ -277,7 +293,8 @@ def setup(cfg):
               scaler=torch.amp.GradScaler(device.type, enabled=use_fp16), use_fp16=use_fp16,
               ema=ModelEMA(model, cfg.TRAIN.EMA.DECAY) if cfg.TRAIN.EMA.ENABLE else None,
               loss_fun=build_loss(cfg), device=device, train_loader=train_loader, val_loader=val_loader,
-              epoch_iters=epoch_iters, dataset_sizes=sizes, ema_eval=bool(cfg.TRAIN.EMA.EVAL))
+              epoch_iters=epoch_iters, dataset_sizes=sizes, ema_eval=bool(cfg.TRAIN.EMA.EVAL),
+              mixup=build_mixup(cfg), multigrid_schedule=multigrid_schedule)
     load_weights(cfg, run)
     # Measured layout / conv routes, cuDNN autotuning, torch.compile (MODEL.*); the optimizer, EMA and
     # checkpoints keep the bare model.
@@ -307,6 +324,7 @@ def load_weights(cfg, run):
             msg = str(e)
             raise ValueError(msg if msg.startswith("cannot resume") else f"cannot resume: {msg}") from None
         iters_done = int(ckpt.get("iter_in_epoch", 0))
+        run.epoch_iters = multigrid.iterations_per_epoch(run.train_loader, epoch + 1)  # multigrid: per phase
         if iters_done and ckpt.get("epoch_iters") not in (None, run.epoch_iters):
             raise ValueError(f"cannot resume from {path}: it stopped mid-epoch with {ckpt['epoch_iters']} "
                              f"iterations per epoch, this run has {run.epoch_iters} (dataset, batch size or "
@@ -403,10 +421,15 @@ def save_run_checkpoint(cfg, run, cur_epoch, iters_done=0):
 def step_precise_bn(cfg, run, cur_epoch):
     """Recomputes BN statistics before every evaluation and every checkpoint, as PySlowFast (the tested
     weights); returns None."""
-    run.eval_now = is_eval_epoch(cfg, cur_epoch) and run.val_loader is not None
-    run.ckpt_now = cu.is_checkpoint_epoch(cfg, cur_epoch)
+    schedule = run.multigrid_schedule
+    run.eval_now = is_eval_epoch(cfg, cur_epoch, schedule) and run.val_loader is not None
+    run.ckpt_now = cu.is_checkpoint_epoch(cfg, cur_epoch) or (
+        schedule is not None and multigrid.is_multigrid_eval_epoch(schedule, cur_epoch, cfg.MULTIGRID.EVAL_FREQ))
     if (run.eval_now or run.ckpt_now) and cfg.BN.USE_PRECISE_STATS and cfg.BN.NUM_BATCHES_PRECISE > 0:
-        calculate_and_update_precise_bn(run.train_loader, run.eval_model, cfg.BN.NUM_BATCHES_PRECISE, cfg, run.device)
+        # Multigrid: the statistics of the current long-cycle shape, without short cycles (PySlowFast).
+        with multigrid.without_short_cycles(run.train_loader):
+            calculate_and_update_precise_bn(run.train_loader, run.eval_model, cfg.BN.NUM_BATCHES_PRECISE, cfg,
+                                            run.device)
 
 
 def step_validate(cfg, run, cur_epoch):
@@ -469,11 +492,13 @@ def run_epochs(cfg, run, steps=EPOCH_END_STEPS):
         for cur_epoch in range(run.start_epoch, cfg.SOLVER.MAX_EPOCH):
             start_iter = run.start_iter if cur_epoch == run.start_epoch else 0
             data_loader.shuffle_dataset(run.train_loader, cur_epoch, skip_batches=start_iter)
+            # Multigrid long cycles change the number of iterations from phase to phase.
+            run.epoch_iters = run.meter.epoch_iters = multigrid.iterations_per_epoch(run.train_loader, cur_epoch)
             try:
                 run.train_stats = train_epoch(run.train_loader, run.train_model, run.optimizer, run.scaler,
                                               run.loss_fun, cur_epoch, cfg, run.meter, run.device, ema=run.ema,
                                               last_checkpoint=run.last_ckpt, start_iter=start_iter,
-                                              epoch_iters=run.epoch_iters, check_stop=True)
+                                              epoch_iters=run.epoch_iters, check_stop=True, mixup=run.mixup)
             except StopAtIteration as stop:
                 save_run_checkpoint(cfg, run, cur_epoch, stop.iters_done)
                 du.synchronize()
@@ -517,7 +542,8 @@ def finish(cfg, run):
 def train(cfg):
     """Trains the configured model (resuming when TRAIN.AUTO_RESUME finds a checkpoint); returns a dict
     with the last epoch's train / val stats and the best validation top-1 error."""
-    run = setup(cfg)
+    cfg, schedule = multigrid.prepare_config(cfg)  # multigrid: SOLVER.STEPS / LRS / MAX_EPOCH of its schedule
+    run = setup(cfg, schedule)
     resume(cfg, run)
     start_epoch = run.start_epoch
     run_epochs(cfg, run)

@@ -40,4 +40,10 @@ def build_model(cfg, gpu_id=None):
     """
     check_model_choice(cfg)  # never build another model than the config's MODEL.ARCH names
     model = get_model_class(cfg.MODEL.MODEL_NAME)(cfg)
+    if cfg.MODEL.ACT_CHECKPOINT:
+        from vov3d.models.stages import set_activation_checkpointing
+
+        if set_activation_checkpointing(model) == 0:
+            logger.warning("MODEL.ACT_CHECKPOINT: %s has no residual stages to checkpoint; ignored",
+                           cfg.MODEL.MODEL_NAME)
     return model.to(model_device(cfg, gpu_id))

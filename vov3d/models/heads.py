@@ -10,7 +10,9 @@ class X3DHead(nn.Module):
     not adaptive, so a larger test crop leaves several positions in the final map. Train mode
     returns the logits flattened to (N, -1). Eval mode applies the softmax (or sigmoid) at every
     remaining position and returns the mean over positions: probabilities, not logits. That is what
-    official outputs are, and what fully-convolutional 3-crop testing at 256 averages.
+    official outputs are, and what fully-convolutional 3-crop testing at 256 averages. `pool_size`
+    None pools globally (multigrid training, whose clips change shape; PySlowFast does the same for
+    its ResNets under MULTIGRID.SHORT_CYCLE).
     """
 
     def __init__(self, dim_in, dim_inner, dim_out, num_classes, pool_size, dropout_rate=0.0,
@@ -19,7 +21,7 @@ class X3DHead(nn.Module):
         self.conv_5 = nn.Conv3d(dim_in, dim_inner, 1, bias=False)
         self.conv_5_bn = nn.BatchNorm3d(dim_inner)
         self.conv_5_relu = nn.ReLU(inplace=True)
-        self.avg_pool = nn.AvgPool3d(pool_size, stride=1)
+        self.avg_pool = nn.AdaptiveAvgPool3d(1) if pool_size is None else nn.AvgPool3d(pool_size, stride=1)
         self.lin_5 = nn.Conv3d(dim_inner, dim_out, 1, bias=False)
         if bn_lin5:
             self.lin_5_bn = nn.BatchNorm3d(dim_out)
@@ -62,7 +64,10 @@ class X3DHead(nn.Module):
 
 
 def pool_size_for(cfg):
-    """Returns the X3D head pool kernel for cfg: (NUM_FRAMES, ceil(crop/32), ceil(crop/32))."""
+    """Returns the X3D head pool kernel for cfg: (NUM_FRAMES, ceil(crop/32), ceil(crop/32)), or None (global
+    pooling) with MULTIGRID.LONG_CYCLE / SHORT_CYCLE, whose clips are smaller than the default."""
+    if cfg.MULTIGRID.LONG_CYCLE or cfg.MULTIGRID.SHORT_CYCLE:
+        return None
     spatial = -(-cfg.DATA.TRAIN_CROP_SIZE // 32)
     return (cfg.DATA.NUM_FRAMES, spatial, spatial)
 

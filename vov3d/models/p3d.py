@@ -36,6 +36,7 @@ from vov3d.models.base import VideoClassifier, clip_of
 from vov3d.models.build import MODEL_REGISTRY
 from vov3d.models.heads import PoolFCHead
 from vov3d.models.layers import init_weights, rename_state_dict
+from vov3d.models.stages import BlockSequence
 from vov3d.models.stems import resnet_stem
 
 
@@ -114,7 +115,7 @@ class P3D(VideoClassifier):
                 index += unit != "2D"  # the cycle runs on across stage boundaries
                 blocks.append(P3DBlock(dim_in, planes, unit, stride=2 if i > 0 and j == 0 else 1))
                 dim_in = planes * P3DBlock.expansion
-            self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
+            self.add_module(f"layer{i + 1}", BlockSequence(*blocks))
         self.head = PoolFCHead(dim_in, cfg.MODEL.NUM_CLASSES, None, cfg.MODEL.DROPOUT_RATE, cfg.MODEL.HEAD_ACT)
         init_weights(self, cfg.MODEL.FC_INIT_STD, cfg.RESNET.ZERO_INIT_FINAL_BN)
 

@@ -28,6 +28,7 @@ from vov3d.models.base import VideoClassifier, clip_of
 from vov3d.models.build import MODEL_REGISTRY
 from vov3d.models.heads import PoolFCHead
 from vov3d.models.layers import init_weights, rename_state_dict
+from vov3d.models.stages import BlockSequence
 from vov3d.models.stems import r2plus1d_stem, resnet_stem
 from vov3d.models.units import r2plus1d_mid_width, resnet3d_conv
 
@@ -117,7 +118,7 @@ class ResNet3D(VideoClassifier):
                 stride = 2 if i > 0 and j == 0 else 1
                 layer.append(block(dim_in, planes, conv, stride, cfg.RESNET3D.SHARED_MID_WIDTH))
                 dim_in = planes * block.expansion
-            self.add_module(f"layer{i + 1}", nn.Sequential(*layer))
+            self.add_module(f"layer{i + 1}", BlockSequence(*layer))
         self.head = PoolFCHead(dim_in, cfg.MODEL.NUM_CLASSES, None, cfg.MODEL.DROPOUT_RATE, cfg.MODEL.HEAD_ACT)
         # torchvision's and VMZ's init: He fan-out convs, unit BNs, N(0, 0.01) fc.
         init_weights(self, cfg.MODEL.FC_INIT_STD, cfg.RESNET.ZERO_INIT_FINAL_BN)

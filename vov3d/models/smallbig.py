@@ -36,6 +36,7 @@ from vov3d.models.base import VideoClassifier, clip_of
 from vov3d.models.build import MODEL_REGISTRY
 from vov3d.models.heads import PoolFCHead
 from vov3d.models.layers import init_weights, rename_state_dict
+from vov3d.models.stages import BlockSequence
 from vov3d.models.stems import resnet_stem
 
 
@@ -114,7 +115,7 @@ class SmallBigNet(VideoClassifier):
                     SmallBigBlock(dim_in, planes, stride, self.num_frames, big, big and cfg.SMALLBIG.EXTRA)
                 )
                 dim_in = planes * SmallBigBlock.expansion
-            self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
+            self.add_module(f"layer{i + 1}", BlockSequence(*blocks))
         self.head = PoolFCHead(dim_in, cfg.MODEL.NUM_CLASSES, None, cfg.MODEL.DROPOUT_RATE, cfg.MODEL.HEAD_ACT)
         init_weights(self, cfg.MODEL.FC_INIT_STD, cfg.RESNET.ZERO_INIT_FINAL_BN)
         for name, m in self.named_modules():

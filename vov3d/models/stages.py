@@ -1,6 +1,60 @@
-"""Residual blocks and stages in PySlowFast's layout (`s{k}.pathway0_res{i}.branch1/branch2`)."""
+"""Residual blocks and stages in PySlowFast's layout (`s{k}.pathway0_res{i}.branch1/branch2`), and
+activation checkpointing of the blocks of a stage (MODEL.ACT_CHECKPOINT)."""
 
+import contextlib
+
+import torch
 import torch.nn as nn
+from torch.utils.checkpoint import checkpoint
+
+
+@contextlib.contextmanager
+def _frozen_bn_stats(module):
+    """Runs the body with the running statistics of `module`'s BatchNorms left untouched (momentum 0, the
+    batch counter restored): the same ops run, so checkpointing sees the same saved tensors."""
+    bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    saved = [(m.momentum, m.num_batches_tracked.clone()) for m in bns]
+    for m in bns:
+        m.momentum = 0.0  # running = running * 1 + batch * 0: unchanged
+    try:
+        yield
+    finally:
+        for m, (momentum, count) in zip(bns, saved):
+            m.momentum = momentum
+            m.num_batches_tracked.copy_(count)
+
+
+def run_block(block, x, act_checkpoint):
+    """Returns block(x); with `act_checkpoint` (training with autograd on) the block's activations are
+    not kept but recomputed in the backward pass.
+
+    The recomputation runs the block's BatchNorms in train mode again; PySlowFast's checkpointing lets
+    them update their running statistics a second time (momentum applied twice per step). Here the
+    recomputation leaves them alone, so the running statistics are those of a run without checkpointing."""
+    if not (act_checkpoint and block.training and torch.is_grad_enabled()):
+        return block(x)
+    return checkpoint(block, x, use_reentrant=False,
+                      context_fn=lambda: (contextlib.nullcontext(), _frozen_bn_stats(block)))
+
+
+class BlockSequence(nn.Sequential):
+    """nn.Sequential of residual blocks (same state-dict names) whose blocks can be checkpointed."""
+
+    act_checkpoint = False  # set by set_activation_checkpointing
+
+    def forward(self, x):
+        for block in self:
+            x = run_block(block, x, self.act_checkpoint)
+        return x
+
+
+def set_activation_checkpointing(model, enabled=True):
+    """Turns block-wise activation checkpointing of every stage of `model` on or off; returns the number of
+    stages it applies to (0: the model has no ResStage / BlockSequence, e.g. S3D)."""
+    stages = [m for m in model.modules() if isinstance(m, (ResStage, BlockSequence))]
+    for m in stages:
+        m.act_checkpoint = bool(enabled)
+    return len(stages)
 
 
 class ResBlock(nn.Module):
@@ -46,8 +100,10 @@ class ResStage(nn.Module):
                              strided_shortcut_bn)
             self.add_module(f"pathway0_res{i}", block)
 
+    act_checkpoint = False  # set by set_activation_checkpointing
+
     def forward(self, xs):
         x = xs[0]
         for block in self.children():
-            x = block(x)
+            x = run_block(block, x, self.act_checkpoint)
         return [x]
