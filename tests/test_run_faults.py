@@ -1,7 +1,7 @@
 """What a cluster does to a run: stop signals, kills, two runs on one folder, damaged checkpoints, bad
 period keys, a full disk. Each run is the toy model (with dropout) on a toy dataset whose augmentation
 draws come from vov3d's per-sample RNG, a few iterations, through tools/run_net.py's main in a process
-forked from this one (see `run`).
+forked from a fork server that imported this module (see `run`).
 
 A test hook in the toy dataset (env VOV3D_TEST_SIGNAL="SIG,epoch,index[,rank]", index * for any) sends
 SIG to its own training process when it produces that sample: the signal then lands at whatever iteration the loader
@@ -100,7 +100,7 @@ class Finished:
 
 
 def _child(args, env, log_prefix):
-    """Body of a forked run: this test process's imports (torch, its compiler, matplotlib) are already
+    """Body of a forked run: the fork server's imports (torch, its compiler, matplotlib) are already
     done, so a run costs its own work only; signals, exits and kills are those of a real process."""
     os.environ.update(env)
     os.environ["VOV3D_TEST_MAIN_PID"] = str(os.getpid())
@@ -112,7 +112,15 @@ def _child(args, env, log_prefix):
     sys.path.insert(0, os.path.join(REPO, "tools"))
     import run_net
 
-    code = run_net.main(args)
+    try:
+        code = run_net.main(args)
+    except SystemExit as e:  # leave through os._exit below, never through multiprocessing's exit path
+        code = e.code if isinstance(e.code, int) else 1
+    except BaseException:  # a crash is the test's failure to report, not a hang in multiprocessing's exit
+        import traceback
+
+        traceback.print_exc()
+        code = 99
     out.flush()
     err.flush()
     os._exit(code or 0)
@@ -122,11 +130,17 @@ LOGS = tempfile.mkdtemp(prefix="vov3d_run_faults_")  # off the runs' own disks (
 atexit.register(shutil.rmtree, LOGS, True)
 
 
+# Runs fork from a server process that imported this module once, not from the test process: earlier tests
+# may have started autograd's worker threads here, and PyTorch refuses backward in a process forked after that.
+_FORK_SERVER = multiprocessing.get_context("forkserver")
+_FORK_SERVER.set_forkserver_preload([__name__])
+
+
 def run(out, *opts, env=None, procs=1, timeout=120, frozen_peers=False):
     """Returns Finished for the toy config + `opts` run by tools/run_net.py's main in `procs` forked
     processes (2: a torchrun-style gloo job on this machine); env: extra variables (signal hook);
     frozen_peers: kill the other ranks once rank 0 has ended (its exit code is returned)."""
-    ctx = multiprocessing.get_context("fork")
+    ctx = _FORK_SERVER
     os.makedirs(os.path.dirname(str(out)), exist_ok=True)
     port = _free_port()
     children = []
