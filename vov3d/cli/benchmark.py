@@ -80,9 +80,7 @@ def main(argv=None):
 
     result = run_data_benchmark(cfg, args)
     print(json.dumps(result, indent=1))
-    if args.output:
-        with open(args.output, "w") as f:
-            json.dump(result, f, indent=1)
+    _write_json(result, args.output)
     return 0
 
 
@@ -98,9 +96,7 @@ def _demo_mode(args):
         print(error_line(e), file=sys.stderr)
         return EXIT_USER_ERROR
     print(format_demo_table(result))
-    if args.output:
-        with open(args.output, "w") as f:
-            json.dump(result, f, indent=1)
+    _write_json(result, args.output)
     return 0 if all(r["returncode"] == 0 for r in result["runs"]) else 1
 
 
@@ -119,9 +115,7 @@ def _model_mode(args):
         print(json.dumps(result, indent=1))
     else:
         print(table)
-    if args.output:
-        with open(args.output, "w") as f:
-            json.dump(result, f, indent=1)
+    _write_json(result, args.output)
     return 0
 
 
@@ -137,10 +131,15 @@ def _recipe_mode(args):
         print(error_line(e), file=sys.stderr)
         return EXIT_USER_ERROR
     print(fmt(result))
-    if args.output:
-        with open(args.output, "w") as f:
-            json.dump(result, f, indent=1)
+    _write_json(result, args.output)
     return 0
+
+
+def _write_json(result, path):
+    """Writes the figures as JSON to `path` (--output); returns nothing. No path, no file."""
+    if path:
+        with open(path, "w") as f:
+            json.dump(result, f, indent=1)
 
 
 if __name__ == "__main__":
