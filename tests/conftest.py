@@ -24,6 +24,20 @@ def _tune_cache(tmp_path_factory):
         os.environ["VOV3D_TUNE_CACHE"] = old
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _plain_eval_forwards():
+    """Eval forwards of built models run the models' own modules (the fast eval path of
+    vov3d/runtime/eval_path.py would measure routes for every tiny test model and shape);
+    tests/test_eval_path.py turns it on where it is the subject."""
+    old = os.environ.get("VOV3D_ACCELERATED_EVAL")
+    os.environ["VOV3D_ACCELERATED_EVAL"] = "0"
+    yield
+    if old is None:
+        os.environ.pop("VOV3D_ACCELERATED_EVAL", None)
+    else:
+        os.environ["VOV3D_ACCELERATED_EVAL"] = old
+
+
 def require_reference(*names):
     """Returns the paths of reference files; skips when absent, but fails when CI=true."""
     paths = [REFERENCE / n for n in names]

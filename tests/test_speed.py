@@ -72,7 +72,8 @@ def clip():
     ((3, 1, 1), (1, 1, 1), False), ((5, 1, 1), (1, 1, 1), True), ((3, 1, 1), (2, 1, 1), True),
 ])
 @pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last_3d])
-def test_depthwise_conv2d_matches_conv3d_forward_and_backward(kernel, stride, bias, fmt):
+@pytest.mark.parametrize("size", [9, 2])  # 2: a map smaller than the kernel (padded before the conv)
+def test_depthwise_conv2d_matches_conv3d_forward_and_backward(kernel, stride, bias, fmt, size):
     torch.manual_seed(0)
     c = 6
     ref = nn.Conv3d(c, c, kernel, stride=stride, padding=tuple(k // 2 for k in kernel), groups=c, bias=bias)
@@ -80,7 +81,7 @@ def test_depthwise_conv2d_matches_conv3d_forward_and_backward(kernel, stride, bi
     dut = copy.deepcopy(ref)
     assert conv_routes.set_depthwise_impl(dut, "conv2d") == 1
     assert isinstance(dut, conv_routes.DepthwiseConv3d) and isinstance(dut, nn.Conv3d)
-    x = torch.randn(2, c, 5, 9, 9).contiguous(memory_format=fmt)
+    x = torch.randn(2, c, 5, size, size).contiguous(memory_format=fmt)
     xr, xd = x.clone().requires_grad_(), x.clone().requires_grad_()
     yr, yd = ref(xr), dut(xd)
     assert yd.shape == yr.shape

@@ -50,6 +50,7 @@ def stock_model(model):
     DDP's module, conv routes undone, contiguous weights."""
     model = getattr(model, "source", getattr(model, "module", model))
     copied = copy.deepcopy(model).cpu().eval()
+    copied.accelerated_eval = False  # the reference is the stock path itself (vov3d/runtime/eval_path.py)
     return apply_conv_routes(copied, torch.contiguous_format, "conv3d")
 
 

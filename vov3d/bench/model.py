@@ -6,7 +6,8 @@ prepared, warmed up and timed; the variants are interleaved (round robin, rotati
 times, so load from the shared machine hits them alike, and the median step is reported. Ratios are
 against `stock`: the plain module build_model returns (NCTHW, stock ops, fp32, nothing folded).
 `defaults` is what the config's keys give (`auto` levers measured by the runtime in this run, unless
---keep-tune-cache), `api` what `vov3d.runtime.prepare_for_inference(model)` gives an API user. The
+--keep-tune-cache), `api` what plain `model.eval()` gives an API user (its no-grad forwards run the prepared copy of
+vov3d/runtime/eval_path.py). The
 machine (CPU model, ISA flags, threads, GPU) is printed with the figures. On CUDA the same variants run
 (plus cuDNN autotuner / fp16 / bf16 ones).
 
@@ -37,8 +38,8 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 @dataclass
 class Variant:
     """One lever combination, given as MODEL.* key values ("auto" = measured by the runtime).
-    `plain`: the module build_model returns, no runtime at all (stock ops, NCTHW). `api`: eval through
-    `vov3d.runtime.prepare_for_inference(model)` without a config (what an API user is told to call)."""
+    `plain`: the module build_model returns, no runtime at all (stock ops, NCTHW). `api`: plain
+    `model.eval()` on the built model, no-grad forwards (what an API user does; vov3d/runtime/eval_path.py)."""
 
     name: str
     memory_format: str = "contiguous"
@@ -55,7 +56,7 @@ class Variant:
 
 def default_variants(device_type, with_compile=False, cfg=None):
     """Returns the variants measured by default on `device_type`: stock, the levers forced on, and
-    `defaults` (the config's keys, `auto` measured on this machine) and `api` (prepare_for_inference)."""
+    `defaults` (the config's keys, `auto` measured on this machine) and `api` (plain model.eval())."""
     cl, dw = "channels_last_3d", "conv2d"
     v = [
         Variant("stock", plain=True),
@@ -145,6 +146,9 @@ class Runner:
         self.cfg = cfg
         torch.manual_seed(cfg.RNG_SEED)
         self.model = build_model(cfg)
+        # stock: the model's own modules in eval too; api: plain model.eval(), whose no-grad forwards
+        # run the prepared copy of vov3d/runtime/eval_path.py (what an API user gets).
+        self.model.accelerated_eval = variant.api
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-5)
         self.scaler = torch.amp.GradScaler(device.type, enabled=variant.train_amp == "float16")
         g = torch.Generator().manual_seed(0)
@@ -169,7 +173,7 @@ class Runner:
             if self.variant.plain:
                 self._eval_model = self.model
             elif self.variant.api:
-                self._eval_model = runtime.prepare_for_inference(self.model)
+                self._eval_model = self.model
             else:
                 self._eval_model = runtime.prepare_for_inference(self.model, self.cfg)
             t = time.perf_counter()
@@ -220,7 +224,10 @@ class Runner:
         captured, handles = [], []
         name = getattr(self.model, "CLASSIFIER", None)
         if name:  # the classifier of the model and of every route an inference copy built
-            for m in model.modules():
+            # api: the hooks go on the prepared copy (a hook on the model itself would send its
+            # forwards to its own modules, vov3d/runtime/eval_path.py)
+            hooked = _prepared_copy(model) if self.variant.api else model
+            for m in hooked.modules():
                 if hasattr(m, "CLASSIFIER"):
                     target = m.get_submodule(name)
                     handles.append(target.register_forward_hook(lambda mod, i, o: captured.append(o)))
@@ -443,10 +450,16 @@ def benchmark_config(cfg_file, opts, args, device):
     }
 
 
+def _prepared_copy(model):
+    """Returns the InferenceModel that `model`'s no-grad eval forwards run (eval_path.py), or `model`."""
+    state = model.__dict__.get("_accelerated_eval_state")
+    return state[1] if state else model
+
+
 def _route_of(runner):
     """Returns "train route / inference route" as the runtime picked them for a runner."""
     train = getattr(runner.model, "runtime_route", "stock")
-    chosen = getattr(runner.eval_model, "_chosen", None)
+    chosen = getattr(_prepared_copy(runner.eval_model), "_chosen", None)
     infer = ",".join(sorted({r.name for r in chosen.values()})) if chosen else "stock"
     return f"{train} / {infer}"
 

@@ -105,6 +105,10 @@ _C.MODEL.INFERENCE_AMP = Key("auto", one_of=("auto", "off", "bfloat16", "float16
 # fused C kernel on CPU (vov3d/runtime/fused_units.py): auto (kept when measured faster; stock ops
 # without a C compiler) | on (an error without a compiler) | off. Needs MODEL.FOLD_BN; not with COMPILE.
 _C.MODEL.CPU_FUSED_UNITS = Key("auto", one_of=("auto", "on", "off"))
+# model.eval() forwards without grad run a prepared inference copy of the built model (levers as above,
+# fp32), rebuilt when the weights change (vov3d/runtime/eval_path.py); env VOV3D_ACCELERATED_EVAL=0 also
+# turns it off. The engine's test path prepares its own copy either way.
+_C.MODEL.ACCELERATED_EVAL = True
 
 # ---------------------------------------------------------------------------- #
 # ResNet options (PySlowFast names, read by X3D, VoV3D and the ResNet-style zoo models)

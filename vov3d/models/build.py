@@ -46,4 +46,6 @@ def build_model(cfg, gpu_id=None):
         if set_activation_checkpointing(model) == 0:
             logger.warning("MODEL.ACT_CHECKPOINT: %s has no residual stages to checkpoint; ignored",
                            cfg.MODEL.MODEL_NAME)
+    model.accelerated_eval = cfg.MODEL.ACCELERATED_EVAL
+    model.runtime_cfg = cfg  # the MODEL.* levers its fast eval path (vov3d/runtime/eval_path.py) follows
     return model.to(model_device(cfg, gpu_id))

@@ -78,7 +78,10 @@ class DepthwiseConv3d(ChannelsLastConv3d):
         args = (self.stride[1:], self.padding[1:], self.dilation[1:])
         if x.is_contiguous(memory_format=torch.channels_last_3d) or t == 1:
             # (N, C, T, H, W) channels-last -> (N*T, C, H, W) channels-last: a view.
-            y = F.conv2d(x.transpose(1, 2).reshape(n * t, c, h, w), weight, self.bias, *args, self.groups)
+            frames = x.transpose(1, 2).reshape(n * t, c, h, w)
+            if h < weight.shape[-2] or w < weight.shape[-1]:
+                frames, args = _padded_small_map(frames, args)
+            y = F.conv2d(frames, weight, self.bias, *args, self.groups)
             return y.reshape(n, t, c, y.shape[-2], y.shape[-1]).transpose(1, 2)
         # NCTHW: channel c of frame i is channel c*T + i of (N, C*T, H, W), a view.
         bias = self.bias.repeat_interleave(t) if self.bias is not None else None
@@ -92,6 +95,19 @@ class DepthwiseConv3d(ChannelsLastConv3d):
             (self.stride[0], 1), (self.padding[0], 0), (self.dilation[0], 1), self.groups,
         )
         return y.unflatten(3, (h, w))
+
+
+def _padded_small_map(frames, args):
+    """Returns (frames zero-padded, conv args without padding) for maps smaller than the kernel.
+
+    oneDNN's depthwise backward takes a slow path when a map is smaller than the kernel (a 2x2
+    res5 map under a 3x3 kernel: 14.6 ms against 3.6 ms padded first, channels-last, batch 256x128,
+    AMD EPYC, 2 threads); padding explicitly gives the same values and gradients."""
+    stride, (ph, pw), dilation = args
+    if ph == 0 and pw == 0:
+        return frames, args
+    frames = F.pad(frames, (pw, pw, ph, ph)).contiguous(memory_format=torch.channels_last)
+    return frames, (stride, (0, 0), dilation)
 
 
 def is_factorizable_depthwise(m):

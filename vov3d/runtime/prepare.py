@@ -5,8 +5,8 @@
 
 `build_model` returns the plain module; nothing is retyped until one of these runs. Levers set to
 `auto` are measured here (vov3d/runtime/autotune.py), explicit values are applied as they are.
-A user of the API who builds a model and wants it fast in eval calls `prepare_for_inference(model)`
-(cfg optional: every lever `auto`); plain `model.eval()` runs stock PyTorch ops.
+A user of the API gets the same speed from plain `model.eval()` and no-grad forwards: vov3d/runtime/
+eval_path.py runs them on an InferenceModel kept beside the model.
 """
 
 import copy
@@ -193,6 +193,19 @@ def prepare_for_training(model, cfg, wrap=None, input_shape=None):
 # ----------------------------------------------------------------------------------------------- #
 
 
+def _plain_copy(model):
+    """Returns a deep copy of `model` without the prepared copy of its fast eval path (eval_path.py),
+    whose own no-grad eval forwards run its modules as they are (no copy of a copy)."""
+    state = model.__dict__.pop("_accelerated_eval_state", None)
+    try:
+        copied = copy.deepcopy(model)
+    finally:
+        if state is not None:
+            model.__dict__["_accelerated_eval_state"] = state
+    copied.accelerated_eval = False
+    return copied
+
+
 class InferenceModel(nn.Module):
     """An eval-only copy of a model that runs the fastest route for each clip shape it is given.
 
@@ -205,7 +218,7 @@ class InferenceModel(nn.Module):
     def __init__(self, model, cfg):
         super().__init__()
         self.cfg = cfg
-        self.source = copy.deepcopy(_bare(model)).eval()
+        self.source = _plain_copy(_bare(model)).eval()
         for p in self.source.parameters():
             p.requires_grad_(False)
         self.device = model_device(self.source)
