@@ -262,3 +262,42 @@ def test_index_mode_recounts_when_the_header_lies(bframe_videos, monkeypatch):
     seen = []
     out = decode_frames(path, index_fn=lambda n: seen.append(n) or [0, n - 1])
     assert seen == [45, 60] and codes(out) == [0, 59] and out.num_frames == 60
+
+
+@pytest.mark.parametrize("name", ["vp9", "long_gop"])
+def test_decoded_video_cache_gives_the_same_frames_and_draws(videos, name, monkeypatch):
+    """DATA.DECODED_CACHE_MB: the same frames and the same calls of index_fn (a sampler's random stream
+    is consumed alike), also when the header's count is wrong; one decode per video while it fits."""
+    import random
+
+    monkeypatch.setattr(decode, "_VIDEO_CACHE", [])
+    decodes = []
+    keep = decode._PyAVDecoder._keep
+    monkeypatch.setattr(decode._PyAVDecoder, "_keep", lambda self, i: decodes.append(i) or keep(self, i))
+
+    def run(cache_mb, seed):
+        rng, seen = random.Random(seed), []
+        out = decode_frames(videos[name], index_fn=lambda n: seen.append(n) or sorted(rng.sample(range(n), 5)),
+                            cache_mb=cache_mb)
+        return codes(out), seen, rng.random()
+
+    for seed in range(3):
+        assert run(0, seed) == run(64, seed)
+    assert sum(i is None for i in decodes) == 1  # decoded whole once, then served from the cache
+    monkeypatch.setattr(decode._PyAVDecoder, "_count_packets", lambda self: 7)  # a lying count
+    monkeypatch.setattr(decode, "_VIDEO_CACHE", [])
+    import av
+
+    monkeypatch.setattr(av.video.stream.VideoStream, "frames", property(lambda self: 0), raising=False)
+    plain, cached = run(0, 5), run(64, 5)
+    assert plain == cached and plain[1][0] == 7 and len(plain[1]) == 2
+    assert decode.decoded_video_cache(64).bytes == codes_bytes(videos[name])
+    tiny = decode.DecodedVideoCache(max_bytes=10)  # room for one entry: the least recently used is dropped
+    tiny.put("a", (torch.zeros(8, dtype=torch.uint8), 1, None))
+    tiny.put("b", (torch.zeros(4, dtype=torch.uint8), 1, None))
+    assert tiny.get("a") is None and tiny.get("b") is not None and tiny.bytes == 4
+
+
+def codes_bytes(path):
+    out = decode_frames(path, index_fn=lambda n: [0])
+    return out.num_frames * out.frames[0].numel()

@@ -213,6 +213,10 @@ _C.DATA.MAX_BAD_SAMPLE_RETRIES = Key(10, ge=0)  # train/val: substitutes tried f
 # 31-frame SSv1 video at 32 frames; PySlowFast's clamped dense indices). NUM_FRAMES rejects short videos.
 _C.DATA.MIN_VIDEO_FRAMES = -1
 _C.DATA.DECODE_THREADS = Key(0, ge=0)  # decoder threads per video (0: 1 in loader workers, FFmpeg's choice in-process)
+# Whole decoded videos kept in memory per loader process, in MB (0: none). Segment (index) sampling of
+# video files only: for datasets that fit decoded (the demo), where decoding each epoch again costs more
+# CPU than the model (vov3d/datasets/decode.py: DecodedVideoCache). Each worker holds its own.
+_C.DATA.DECODED_CACHE_MB = Key(0, ge=0)
 # auto (the dataset's own: segment for SS, dense for Kinetics) | segment | dense.
 _C.DATA.TEMPORAL_SAMPLING = Key("auto", one_of=("auto", "segment", "dense"))
 

@@ -274,7 +274,7 @@ class VideoClipDataset(torch.utils.data.Dataset):
                 fn = lambda info: sampling.dense_times(info.start, info.duration, *args, view, num_views, rng)  # noqa: E731
             kw = {"times_fn": fn}
         return decode_frames(record.source, backend=self.backend, threads=self._threads(),
-                             min_frames=self.min_frames, **kw)
+                             min_frames=self.min_frames, cache_mb=self.cfg.DATA.DECODED_CACHE_MB, **kw)
 
     def _train_shape(self, index, rng):
         """Returns (frames, sampling rate, crop) of a train clip: the config's, or a multigrid ShapedIndex's

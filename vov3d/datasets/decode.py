@@ -173,12 +173,15 @@ def decode_frames(
     backend: str = "pyav",
     threads: int = 0,
     min_frames: int = 1,
+    cache_mb: float = 0,
 ) -> DecodedFrames:
     """Returns the requested frames of a video file or FrameFolder as :class:`DecodedFrames`.
 
     Exactly one of ``index_fn`` / ``times_fn`` says which frames (see the module docstring).
     ``threads``: decoder threads, 0 = FFmpeg's automatic choice, 1 = single-threaded.
     ``min_frames``: fewer decoded frames (whole video / decoded span) raises DecodeError.
+    ``cache_mb``: with index_fn on a video file (PyAV), keep whole decoded videos in this process, up
+    to this many MB (DATA.DECODED_CACHE_MB; see :class:`DecodedVideoCache`); 0: no cache.
     """
     if (index_fn is None) == (times_fn is None):
         raise ValueError("decode_frames needs exactly one of index_fn and times_fn")
@@ -189,7 +192,9 @@ def decode_frames(
     else:
         path = os.fspath(source)
         _check_file(path)
-        if backend == "pyav":
+        if backend == "pyav" and index_fn is not None and cache_mb > 0:
+            out = _cached_by_index(path, threads, index_fn, decoded_video_cache(cache_mb))
+        elif backend == "pyav":
             out = _PyAVDecoder(path, threads).decode(index_fn, times_fn)
         elif backend == "torchcodec":
             out = _torchcodec_decode(path, threads, index_fn, times_fn)
@@ -202,6 +207,89 @@ def decode_frames(
             f"too few frames: {out.num_frames} decoded, {needed} needed",
         )
     return out
+
+
+# --------------------------------------------------------------------------------------------- #
+# Decoded-video cache (index mode)
+# --------------------------------------------------------------------------------------------- #
+class DecodedVideoCache:
+    """Whole decoded videos (RGB uint8 frames) of this process, least recently used dropped first.
+
+    For datasets small enough to hold decoded (the demo: 480 videos, about 190 MB): every epoch
+    draws other frames of the same videos, and decoding them again cost more CPU than the model's
+    step on a 2-core machine. Each loader worker holds its own cache, kept across epochs because
+    the train loader's workers persist. Entries are keyed by path, size and modification time, so
+    a rewritten file is decoded again. Errors are not cached: a bad video is retried (and reported)
+    as without a cache.
+    """
+
+    def __init__(self, max_bytes):
+        self.max_bytes = int(max_bytes)
+        self.bytes = 0
+        self.hits = self.misses = 0
+        self._entries = collections.OrderedDict()
+
+    @staticmethod
+    def key(path):
+        st = os.stat(path)
+        return path, st.st_size, st.st_mtime_ns
+
+    def get(self, key):
+        entry = self._entries.get(key)
+        if entry is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._entries.move_to_end(key)
+        return entry
+
+    def put(self, key, entry):
+        size = entry[0].numel() * entry[0].element_size()
+        if size > self.max_bytes:
+            return
+        while self.bytes + size > self.max_bytes and self._entries:
+            _, old = self._entries.popitem(last=False)
+            self.bytes -= old[0].numel() * old[0].element_size()
+        self._entries[key] = entry
+        self.bytes += size
+
+
+_VIDEO_CACHE = []  # [DecodedVideoCache] of this process, sized by the first request
+
+
+def decoded_video_cache(cache_mb):
+    """Returns this process's DecodedVideoCache with a budget of `cache_mb` MB."""
+    if not _VIDEO_CACHE or _VIDEO_CACHE[0].max_bytes != int(cache_mb * 2**20):
+        _VIDEO_CACHE[:] = [DecodedVideoCache(cache_mb * 2**20)]
+    return _VIDEO_CACHE[0]
+
+
+def _cached_by_index(path, threads, index_fn, cache):
+    """`_PyAVDecoder._by_index` over a whole-video decode kept in `cache`: the same frames, and the
+    same calls of index_fn (planned from the header's or packet count first, again from the true
+    count when they differ), so a sampler's random stream is consumed alike with or without cache."""
+    key = cache.key(path)
+    entry = cache.get(key)
+    if entry is None:
+        decoder = _PyAVDecoder(path, threads)
+        try:
+            estimate = decoder.stream.frames or decoder._count_packets()
+            kept, count, last = decoder._keep(None)  # every frame
+        finally:
+            decoder._close()
+        if not count:
+            raise DecodeError(path, f"no decodable frames ({decoder.errors} packets failed)")
+        _check_truncated(path, decoder.info, last, None)
+        entry = (torch.stack([kept[i] for i in range(count)]), estimate, decoder.info)
+        cache.put(key, entry)
+    frames, estimate, info = entry
+    count = frames.shape[0]
+    indices = [int(i) for i in index_fn(estimate)] if estimate else []
+    if count != estimate:
+        indices = [int(i) for i in index_fn(count)]
+    _check_indices(path, indices, count)
+    distinct, index = _unique(indices)
+    return DecodedFrames(frames[distinct], index, count, info)
 
 
 # --------------------------------------------------------------------------------------------- #
@@ -399,11 +487,12 @@ class _PyAVDecoder:
         return DecodedFrames(torch.stack([kept[i] for i in distinct]), index, count, self.info)
 
     def _keep(self, indices):
-        """Decodes the whole video; returns ({position: RGB uint8 (H, W, 3)} of the wanted positions, frame
-        count, last display time). Frames come out of the decoder in display order; the others are dropped."""
-        wanted, kept, count, last = set(indices), {}, 0, -math.inf
+        """Decodes the whole video; returns ({position: RGB uint8 (H, W, 3)} of the wanted positions (all
+        when `indices` is None), frame count, last display time). Frames come out of the decoder in
+        display order; the others are dropped."""
+        wanted, kept, count, last = None if indices is None else set(indices), {}, 0, -math.inf
         for t, frame in self._decoded():
-            if count in wanted:
+            if wanted is None or count in wanted:
                 kept[count] = self._rgb(frame)
             count += 1
             last = max(last, t)
