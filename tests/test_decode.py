@@ -301,3 +301,19 @@ def test_decoded_video_cache_gives_the_same_frames_and_draws(videos, name, monke
 def codes_bytes(path):
     out = decode_frames(path, index_fn=lambda n: [0])
     return out.num_frames * out.frames[0].numel()
+
+
+def test_frames_convert_in_a_child_forked_after_the_parent_converted(videos):
+    """The colour converter is per process: a loader worker forked after the parent converted frames
+    must not reuse the parent's swscale context (it deadlocked on the parent's slice threads)."""
+    import multiprocessing
+
+    expected = codes(decode_frames(videos["vp9"], index_fn=lambda n: [0, 5]))  # the parent converts first
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        got = pool.apply_async(_codes_of, (videos["vp9"],)).get(timeout=60)
+    assert got == expected
+
+
+def _codes_of(path):
+    return codes(decode_frames(path, index_fn=lambda n: [0, 5]))

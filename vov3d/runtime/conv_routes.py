@@ -37,6 +37,7 @@ class ChannelsLastConv3d(nn.Conv3d):
             and torch.backends.mkldnn.enabled and not torch.is_autocast_enabled("cpu")
             and x.is_contiguous(memory_format=torch.channels_last_3d) and x.numel() > 0
             and not torch.jit.is_tracing()  # traces (fvcore's FLOP count, exports) keep aten::_convolution
+            and not torch.compiler.is_compiling()  # torch.compile traces with fake tensors oneDNN cannot take
         ):
             return torch.mkldnn_convolution(
                 x, self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups
