@@ -238,6 +238,8 @@ def test_decoding_keeps_only_requested_frames(bframe_videos, monkeypatch):
 
     real_open = av.open
     monkeypatch.setattr(av, "open", lambda *a, **k: _Held.Container(real_open(*a, **k)))
+    rgb = decode._PyAVDecoder._rgb  # the converter takes PyAV's own frames: unwrap the proxies
+    monkeypatch.setattr(decode._PyAVDecoder, "_rgb", staticmethod(lambda frame: rgb(frame._target)))
     for video in [("h264", "avi"), ("h264", "mp4")]:
         _Held.alive = _Held.peak = 0
         out = decode_frames(bframe_videos[video], index_fn=lambda n: [1, 20, 40, 58, 20], threads=1)
