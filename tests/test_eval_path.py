@@ -10,6 +10,7 @@ import torch
 import vov3d  # noqa: F401  (registers the fast eval path with the models)
 from vov3d.config.defaults import get_cfg
 from vov3d.models import build_model
+from vov3d.runtime.eval_path import prepared_copy
 from vov3d.runtime.prepare import InferenceModel
 
 from conftest import REPO, randomize_bn
@@ -41,11 +42,6 @@ def plain_output(model, x):
             return model([x])
     finally:
         model.accelerated_eval = True
-
-
-def prepared_copy(model):
-    state = model.__dict__.get("_accelerated_eval_state")
-    return state[1] if state else None
 
 
 def test_no_grad_eval_runs_a_prepared_copy_with_the_models_outputs():

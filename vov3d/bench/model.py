@@ -452,8 +452,9 @@ def benchmark_config(cfg_file, opts, args, device):
 
 def _prepared_copy(model):
     """Returns the InferenceModel that `model`'s no-grad eval forwards run (eval_path.py), or `model`."""
-    state = model.__dict__.get("_accelerated_eval_state")
-    return state[1] if state else model
+    from vov3d.runtime.eval_path import prepared_copy
+
+    return prepared_copy(model) or model
 
 
 def _route_of(runner):

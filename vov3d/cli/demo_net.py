@@ -15,7 +15,7 @@ import sys
 
 from vov3d.engine.demo import predict_video
 from vov3d.engine.launch import EXIT_USER_ERROR, USER_ERRORS, error_line
-from vov3d.utils.parser import config_from_args
+from vov3d.utils.parser import single_process_config
 
 
 def main(argv=None):
@@ -26,10 +26,8 @@ def main(argv=None):
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args(argv)
-    args.init_method, args.num_shards, args.shard_id = None, None, None
     try:
-        cfg = config_from_args(args)
-        cfg.NUM_GPUS = min(cfg.NUM_GPUS, 1)
+        cfg = single_process_config(args)
         result = predict_video(cfg, args.video, top=args.top)
     except USER_ERRORS as e:
         print(error_line(e), file=sys.stderr)

@@ -31,7 +31,6 @@ def main(argv=None):
     parser.add_argument("--tolerance", type=float, default=1e-4, help="fail when the check differs by more")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args(argv)
-    args.init_method, args.num_shards, args.shard_id = None, None, None
     try:
         from vov3d.apps.common import load_trained_model, test_clip_shape
         from vov3d.apps.export import export_model

@@ -14,7 +14,7 @@ import os
 import sys
 
 from vov3d.engine.launch import EXIT_USER_ERROR, USER_ERRORS, error_line
-from vov3d.utils.parser import config_from_args
+from vov3d.utils.parser import single_process_config
 
 
 def main(argv=None):
@@ -33,12 +33,10 @@ def main(argv=None):
     parser.add_argument("--fps", type=float, default=4.0, help="GIF frame rate")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args(argv)
-    args.init_method, args.num_shards, args.shard_id = None, None, None
     try:
         from vov3d.apps.cam import visualize
 
-        cfg = config_from_args(args)
-        cfg.NUM_GPUS = min(cfg.NUM_GPUS, 1)
+        cfg = single_process_config(args)
         done = visualize(cfg, args.video, args.output, args.checkpoint, args.layer, args.target, args.view,
                          args.max_videos, args.fps)
     except USER_ERRORS as e:

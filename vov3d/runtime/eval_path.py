@@ -102,6 +102,12 @@ def accelerated_forward(model, inputs):
     return state[1](list(inputs) if isinstance(inputs, (list, tuple)) else [inputs])
 
 
+def prepared_copy(model):
+    """Returns the InferenceModel `model`'s no-grad eval forwards run now, or None before the first."""
+    state = model.__dict__.get("_accelerated_eval_state")
+    return state[1] if state else None
+
+
 def drop_copy(model):
     """Frees `model`'s prepared copy (it is rebuilt at the next accelerated forward)."""
     model.__dict__.pop("_accelerated_eval_state", None)

@@ -98,3 +98,10 @@ def config_from_args(args, check_devices=True):
         e.output_dir = launch.get("output_dir")  # so the entry point can leave the reason in a run's stdout.log
         raise
     return scale_lr_by_shards(cfg)
+
+
+def single_process_config(args, check_devices=True):
+    """Returns config_from_args(args) for a program that runs in one process (demo, CAM): one GPU at most."""
+    cfg = config_from_args(args, check_devices)
+    cfg.NUM_GPUS = min(cfg.NUM_GPUS, 1)
+    return cfg
