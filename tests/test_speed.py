@@ -24,7 +24,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOL = 1e-5
 
 
-def tiny_cfg(name, memory_format="contiguous", depthwise="conv3d"):
+def tiny_cfg(name, memory_format="contiguous", depthwise="conv3d", pointwise="conv"):
     cfg = get_cfg()
     cfg.merge_from_file(os.path.join(REPO, "configs", "Kinetics", f"{name}_M_16x5.yaml"))
     cfg.NUM_GPUS = 0
@@ -35,15 +35,16 @@ def tiny_cfg(name, memory_format="contiguous", depthwise="conv3d"):
     cfg.MODEL.DROPOUT_RATE = 0.0
     cfg.MODEL.MEMORY_FORMAT = memory_format
     cfg.MODEL.DEPTHWISE_IMPL = depthwise
+    cfg.MODEL.POINTWISE_IMPL = pointwise
     return cfg
 
 
 def build(cfg):
-    """The built model with the routes cfg's explicit MODEL.MEMORY_FORMAT / DEPTHWISE_IMPL name."""
+    """The built model with the routes cfg's explicit MODEL.MEMORY_FORMAT / DEPTHWISE_IMPL / POINTWISE_IMPL name."""
     torch.manual_seed(0)
     model = randomize_bn(build_model(cfg))
     fmt = layout.memory_format_from_name(cfg.MODEL.MEMORY_FORMAT)
-    return conv_routes.apply_conv_routes(model, fmt, cfg.MODEL.DEPTHWISE_IMPL)
+    return conv_routes.apply_conv_routes(model, fmt, cfg.MODEL.DEPTHWISE_IMPL, cfg.MODEL.POINTWISE_IMPL)
 
 
 def logits(model, x):
@@ -105,6 +106,86 @@ def test_depthwise_conv2d_matches_conv3d_forward_and_backward(kernel, stride, bi
     assert list(dut.state_dict()) == list(ref.state_dict())
 
 
+# ----------------------------------------------------------------------------------------------- #
+# 1x1x1 Conv3d as a matrix product
+# ----------------------------------------------------------------------------------------------- #
+
+
+@pytest.mark.parametrize("fmt", [torch.channels_last_3d, torch.contiguous_format])
+@pytest.mark.parametrize("bias", [False, True])
+def test_pointwise_matmul_matches_conv3d_forward_and_backward(fmt, bias):
+    torch.manual_seed(0)
+    ref = nn.Conv3d(6, 10, 1, bias=bias).to(memory_format=torch.channels_last_3d)
+    dut = copy.deepcopy(ref)
+    assert conv_routes.set_pointwise_impl(dut, "matmul") == 1
+    assert isinstance(dut, conv_routes.PointwiseConv3d)
+    x = torch.randn(2, 6, 3, 5, 7).contiguous(memory_format=fmt)  # a correct result in either layout
+    xr, xd = x.clone().requires_grad_(), x.clone().requires_grad_()
+    yr, yd = ref(xr), dut(xd)
+    assert torch.allclose(yd, yr, atol=TOL)
+    if fmt == torch.channels_last_3d:
+        assert yd.is_contiguous(memory_format=torch.channels_last_3d)
+    g = torch.randn_like(yr)
+    yr.backward(g)
+    yd.backward(g)
+    assert torch.allclose(xd.grad, xr.grad, atol=TOL)
+    assert torch.allclose(dut.weight.grad, ref.weight.grad, atol=1e-4)
+    if bias:
+        assert torch.allclose(dut.bias.grad, ref.bias.grad, atol=1e-4)
+    assert list(dut.state_dict()) == list(ref.state_dict())
+
+
+def test_only_1x1x1_convs_become_pointwise_and_only_in_channels_last():
+    convs = [nn.Conv3d(4, 4, 1), nn.Conv3d(4, 4, 1, stride=2), nn.Conv3d(4, 4, 1, groups=2),
+             nn.Conv3d(4, 4, (1, 3, 3), padding=(0, 1, 1)), nn.Conv3d(4, 4, 1, padding=1)]
+    seq = nn.Sequential(*convs)
+    conv_routes.apply_conv_routes(seq, torch.channels_last_3d, "conv3d", "auto")
+    assert [type(m) is conv_routes.PointwiseConv3d for m in seq] == [True, False, False, False, False]
+    assert seq[0].pointwise_impl == "auto"
+    conv_routes.apply_conv_routes(seq, torch.contiguous_format, "conv3d", "matmul")
+    assert all(type(m) is nn.Conv3d for m in seq)  # the products need channels-last rows
+    with pytest.raises(ValueError, match="pointwise"):
+        conv_routes.set_pointwise_impl(seq, "gemm")
+
+
+def test_pointwise_auto_measures_each_shape_once_and_touches_nothing(monkeypatch, tmp_path):
+    from vov3d.runtime import autotune
+
+    monkeypatch.setenv("VOV3D_TUNE_CACHE", str(tmp_path))
+    monkeypatch.setattr(conv_routes, "_pointwise_choices", {})
+    calls = []
+    real = autotune.decide
+
+    def counting(stage, key, candidates, run, **kw):
+        calls.append((stage, tuple(key["shape"])))
+        return real(stage, key, candidates, run, **kw)
+
+    monkeypatch.setattr(autotune, "decide", counting)
+    torch.manual_seed(0)
+    ref = nn.Conv3d(8, 12, 1).to(memory_format=torch.channels_last_3d)
+    dut = copy.deepcopy(ref)
+    conv_routes.set_pointwise_impl(dut, "auto")
+    x = torch.randn(2, 8, 3, 6, 6).contiguous(memory_format=torch.channels_last_3d)
+    rng = torch.get_rng_state()
+    yd = dut(x)
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert dut.weight.grad is None and dut.bias.grad is None  # the measured backward used copies
+    yd.sum().backward()
+    ref(x).sum().backward()
+    assert torch.allclose(dut.weight.grad, ref.weight.grad, atol=1e-4)
+    dut(x)  # same shape, grad: remembered
+    with torch.no_grad():
+        dut(x)  # no grad: its own decision
+        dut(x[:1])  # another shape
+        dut(x[:1])
+    assert calls == [("pointwise", (2, 8, 3, 6, 6)), ("pointwise", (2, 8, 3, 6, 6)), ("pointwise", (1, 8, 3, 6, 6))]
+    assert len(list(tmp_path.glob("pointwise-*.json"))) == 3
+    # A new process (an empty memo) reads the decisions from disk without timing anything.
+    monkeypatch.setattr(conv_routes, "_pointwise_choices", {})
+    monkeypatch.setattr(autotune, "time_candidates", lambda *a, **k: pytest.fail("measured again"))
+    dut(x)
+
+
 def test_only_factorizable_depthwise_convs_switch():
     full = nn.Conv3d(4, 4, (1, 3, 3), padding=(0, 1, 1))
     dw333 = nn.Conv3d(4, 4, 3, padding=1, groups=4)
@@ -144,7 +225,8 @@ def test_build_model_returns_the_plain_module():
 # Whole models: every fp32 lever keeps outputs within 1e-5 of the plain path
 # ----------------------------------------------------------------------------------------------- #
 
-LAYOUTS = [("channels_last_3d", "conv3d"), ("contiguous", "conv2d"), ("channels_last_3d", "conv2d")]
+LAYOUTS = [("channels_last_3d", "conv3d", "conv"), ("contiguous", "conv2d", "conv"),
+           ("channels_last_3d", "conv2d", "conv"), ("channels_last_3d", "conv2d", "matmul")]
 
 
 @pytest.mark.parametrize("name", ["VoV3D", "X3D"])
@@ -153,8 +235,8 @@ def test_layout_levers_keep_eval_outputs_and_state_dict(name, clip):
     ref = logits(plain, clip)
     ref_probs = plain.eval()([clip]).detach()
     plain_state = plain.state_dict()
-    for fmt, impl in LAYOUTS:
-        cfg = tiny_cfg(name, fmt, impl)
+    for fmt, impl, pw in LAYOUTS:
+        cfg = tiny_cfg(name, fmt, impl, pw)
         model = build(cfg)
         state = model.state_dict()
         assert list(state) == list(plain_state)
@@ -185,13 +267,13 @@ def test_layout_levers_keep_train_loss_and_gradients(name, clip):
 
     ref_loss, _ = loss_and_grads(tiny_cfg(name), frozen_bn=False)
     _, ref_grads = loss_and_grads(tiny_cfg(name), frozen_bn=True)
-    for fmt, impl in LAYOUTS:
-        loss, _ = loss_and_grads(tiny_cfg(name, fmt, impl), frozen_bn=False)
-        assert torch.allclose(loss, ref_loss, atol=TOL), (fmt, impl)
-        _, grads = loss_and_grads(tiny_cfg(name, fmt, impl), frozen_bn=True)
+    for fmt, impl, pw in LAYOUTS:
+        loss, _ = loss_and_grads(tiny_cfg(name, fmt, impl, pw), frozen_bn=False)
+        assert torch.allclose(loss, ref_loss, atol=TOL), (fmt, impl, pw)
+        _, grads = loss_and_grads(tiny_cfg(name, fmt, impl, pw), frozen_bn=True)
         for k, g in grads.items():
             scale = max(1.0, ref_grads[k].abs().max().item())
-            assert torch.allclose(g, ref_grads[k], atol=TOL * scale), (fmt, impl, k)
+            assert torch.allclose(g, ref_grads[k], atol=TOL * scale), (fmt, impl, pw, k)
 
 
 # ----------------------------------------------------------------------------------------------- #

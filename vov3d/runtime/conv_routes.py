@@ -7,15 +7,20 @@ Conv2d weights are views of the Conv3d parameters, so state_dict names, shapes a
 unchanged and gradients land in the Conv3d parameters. With channels_last_3d activations both
 reshapes are views (no copy). Depthwise Conv3d backward is slow on CPU (pytorch/pytorch#37406,
 #110885); depthwise Conv2d is well optimised. Full 3x3x3 depthwise kernels (X3D) stay Conv3d:
-splitting them into shifted Conv2d taps measured slower.
+splitting them into shifted Conv2d taps measured slower. `PointwiseConv3d` runs a 1x1x1 Conv3d of a
+channels-last model as a matrix product where that measures faster (its docstring says when).
 
 Routes are applied by the runtime's prepare steps (vov3d/runtime/prepare.py), never by build_model:
 the module a user builds is the plain one. Every route keeps outputs within 1e-5 (tests/test_speed.py).
 """
 
+import logging
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from vov3d.runtime import autotune
 
 
 class ChannelsLastConv3d(nn.Conv3d):
@@ -29,20 +34,18 @@ class ChannelsLastConv3d(nn.Conv3d):
     anything else takes the stock forward. Retyped in place by `apply_conv_routes`.
     """
 
-    def forward(self, x):
+    def _conv_forward(self, x, weight, bias):
         if (
             x.dim() == 5 and x.device.type == "cpu" and x.dtype == torch.float32
-            and self.weight.dtype == torch.float32 and self.padding_mode == "zeros"
+            and weight.dtype == torch.float32 and self.padding_mode == "zeros"
             and not isinstance(self.padding, str) and torch.backends.mkldnn.is_available()
             and torch.backends.mkldnn.enabled and not torch.is_autocast_enabled("cpu")
             and x.is_contiguous(memory_format=torch.channels_last_3d) and x.numel() > 0
             and not torch.jit.is_tracing()  # traces (fvcore's FLOP count, exports) keep aten::_convolution
             and not torch.compiler.is_compiling()  # torch.compile traces with fake tensors oneDNN cannot take
         ):
-            return torch.mkldnn_convolution(
-                x, self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups
-            )
-        return super().forward(x)
+            return torch.mkldnn_convolution(x, weight, bias, self.padding, self.stride, self.dilation, self.groups)
+        return super()._conv_forward(x, weight, bias)
 
 
 def route_channels_last_convs(model):
@@ -98,6 +101,99 @@ class DepthwiseConv3d(ChannelsLastConv3d):
         return y.unflatten(3, (h, w))
 
 
+POINTWISE_IMPLS = ("auto", "conv", "matmul")
+
+
+class PointwiseConv3d(ChannelsLastConv3d):
+    """A 1x1x1 nn.Conv3d (stride 1, no padding, one group) with a switchable forward.
+
+    `pointwise_impl == "matmul"` runs it as one matrix product: over a channels-last clip the
+    (N, C, T, H, W) tensor is the row-major (N*T*H*W, C) matrix, so `F.linear` on its NTHWC view with
+    the (C_out, C_in) weight view copies nothing, and its backward is two more products. Why: on CPU
+    PyTorch sends the backward of a 1x1x1 conv to its reference path (slow_conv3d) when one thread
+    runs fewer than 16 clips, the case of torchrun's one thread per process; there the products
+    measured 2.0-2.8x faster forward + backward (AMD EPYC, AVX2, 1 thread, batch 2x16, 4^2-56^2
+    maps), and at 2 threads 0.73-0.84x the time on 7^2 / 4^2 maps but 1.1-1.3x on 28^2 / 56^2 maps.
+    So `"auto"` decides per input shape: at the first input of a shape (with or without grad) both
+    run on it, outputs are checked equal and the faster is kept (conv unless matmul wins by 5%),
+    cached in memory and on disk like the route decisions (vov3d/runtime/autotune.py). `"conv"` is
+    ChannelsLastConv3d's forward. Parameters and state_dict are those of nn.Conv3d.
+    """
+
+    pointwise_impl = "conv"
+
+    def forward(self, x):
+        impl = self.pointwise_impl
+        if impl == "auto":
+            impl = pointwise_decision(self, x)
+        if impl == "matmul" and x.dim() == 5 and not torch.jit.is_tracing():
+            return _pointwise_as_matmul(x, self.weight, self.bias)
+        return self._conv_forward(x, self.weight, self.bias)
+
+
+def _pointwise_as_matmul(x, weight, bias):
+    y = F.linear(x.permute(0, 2, 3, 4, 1), weight.flatten(1), bias)  # (N, T, H, W, C_out), contiguous
+    return y.permute(0, 4, 1, 2, 3)  # (N, C_out, T, H, W), channels-last
+
+
+def is_pointwise(m):
+    """True for an nn.Conv3d with a 1x1x1 kernel, stride 1, no padding and one group."""
+    return (
+        isinstance(m, nn.Conv3d) and tuple(m.kernel_size) == (1, 1, 1) and tuple(m.stride) == (1, 1, 1)
+        and m.groups == 1 and (m.padding in ("valid", (0, 0, 0)) or tuple(m.padding) == (0, 0, 0))
+    )
+
+
+# Per-process memo of the "auto" decisions: (device, dtype, autocast, grad, threads, shapes) -> impl.
+_pointwise_choices = {}
+
+
+def pointwise_decision(conv, x):
+    """Returns "conv" or "matmul" for `conv` (a PointwiseConv3d) on inputs shaped as `x`: measured at
+    the first such input (see PointwiseConv3d), then remembered."""
+    if x.dim() != 5 or torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return "conv"
+    grad = torch.is_grad_enabled() and (x.requires_grad or conv.weight.requires_grad)
+    device = x.device
+    amp = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else None
+    memo = (str(device), str(x.dtype), str(amp), grad, torch.get_num_threads(), tuple(x.shape),
+            x.is_contiguous(memory_format=torch.channels_last_3d), tuple(conv.weight.shape), conv.bias is not None)
+    choice = _pointwise_choices.get(memo)
+    if choice is None:
+        if torch._C._current_graph_task_id() != -1:
+            return "conv"  # a forward recomputed inside backward (checkpointing) measures nothing
+        choice = _measure_pointwise(conv, x, grad, memo)
+        _pointwise_choices[memo] = choice
+    return choice
+
+
+def _measure_pointwise(conv, x, grad, memo):
+    key = autotune.decision_key("pointwise", x.device, conv, x.shape, ["conv", "matmul"])
+    key["case"] = [str(v) for v in memo]
+    # Detached copies: measuring never touches the layer's gradients or the autograd graph.
+    weight = conv.weight.detach().clone().requires_grad_(grad)
+    bias = conv.bias.detach().clone().requires_grad_(grad) if conv.bias is not None else None
+    clip = x.detach().clone(memory_format=torch.preserve_format).requires_grad_(grad)
+    inputs = [t for t in (clip, weight, bias) if t is not None]
+
+    def run(name):
+        def step():
+            with torch.enable_grad() if grad else torch.no_grad():
+                if name == "matmul":
+                    y = _pointwise_as_matmul(clip, weight, bias)
+                else:
+                    y = conv._conv_forward(clip, weight, bias)
+                if grad:
+                    torch.autograd.grad(y, inputs, y.detach())
+            return y.detach()
+
+        return step
+
+    sync = (lambda: torch.cuda.synchronize(x.device)) if x.device.type == "cuda" else None
+    return autotune.decide("pointwise", key, ["conv", "matmul"], run, reps=3, rounds=2, budget_s=5.0,
+                           margin=0.05, sync=sync, log_level=logging.DEBUG)
+
+
 def _padded_small_map(frames, args):
     """Returns (frames zero-padded, conv args without padding) for maps smaller than the kernel.
 
@@ -144,19 +240,39 @@ def set_depthwise_impl(model, impl):
 
 
 
-def apply_conv_routes(model, memory_format, depthwise):
+def set_pointwise_impl(model, impl):
+    """Runs every 1x1x1 Conv3d of `model` (stride 1, no padding, one group) as `impl` ("conv" |
+    "matmul" | "auto": measured per input shape), in place; returns how many. Parameters and state_dict
+    are untouched."""
+    if impl not in POINTWISE_IMPLS:
+        raise ValueError(f"pointwise impl must be one of {POINTWISE_IMPLS}, got {impl!r}")
+    count = 0
+    for m in model.modules():
+        if type(m) in (nn.Conv3d, ChannelsLastConv3d) and impl != "conv" and is_pointwise(m):
+            m.__class__ = PointwiseConv3d
+        if isinstance(m, PointwiseConv3d):
+            m.pointwise_impl = impl
+            count += 1
+    return count
+
+
+def apply_conv_routes(model, memory_format, depthwise, pointwise="conv"):
     """Puts `model`'s weights in `memory_format` (a torch.memory_format), runs its factorizable
-    depthwise convs as `depthwise` ("conv2d" | "conv3d") and, in channels_last_3d, every other Conv3d
-    as ChannelsLastConv3d; in place (parameters keep their identity); returns `model`.
+    depthwise convs as `depthwise` ("conv2d" | "conv3d"), in channels_last_3d its 1x1x1 convs as
+    `pointwise` ("conv" | "matmul" | "auto") and every other Conv3d as ChannelsLastConv3d; in place
+    (parameters keep their identity); returns `model`.
 
     Routes applied before are undone first: a contiguous model runs plain nn.Conv3d forwards, also
-    for the ambiguous tensors (one channel, 1x1 maps) that count as channels-last too."""
+    for the ambiguous tensors (one channel, 1x1 maps) that count as channels-last too; the matrix
+    product needs channels-last rows, so contiguous models keep their 1x1x1 convs."""
     for m in model.modules():
         if isinstance(m, ChannelsLastConv3d):
             m.__class__ = nn.Conv3d
             m.__dict__.pop("depthwise_impl", None)
+            m.__dict__.pop("pointwise_impl", None)
     model.to(memory_format=memory_format)
     set_depthwise_impl(model, depthwise)
     if memory_format == torch.channels_last_3d:
+        set_pointwise_impl(model, pointwise)
         route_channels_last_convs(model)
     return model

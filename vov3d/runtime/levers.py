@@ -4,6 +4,7 @@
 |--------------------------------|------------------------|----------------------------------------------------------|
 | memory format                  | MODEL.MEMORY_FORMAT    | auto (measured) / channels_last_3d / contiguous          |
 | depthwise 1xkxk / kx1x1 convs  | MODEL.DEPTHWISE_IMPL   | auto (measured) / conv2d / conv3d                        |
+| 1x1x1 convs (channels-last)    | MODEL.POINTWISE_IMPL   | auto (measured per layer shape) / conv / matmul          |
 | fused D(2+1)D units (C kernel) | MODEL.CPU_FUSED_UNITS  | auto (measured, CPU inference) / on / off                |
 | autocast in inference          | MODEL.INFERENCE_AMP    | auto (measured on CUDA: off / bf16 / fp16; off on CPU) / |
 |                                |                        | off / bfloat16 / float16                                 |
@@ -27,6 +28,7 @@ from vov3d.runtime.layout import MEMORY_FORMATS, memory_format_from_name
 DEPTHWISE_IMPLS = ("auto", "conv3d", "conv2d")
 INFERENCE_AMPS = ("auto", "off", "bfloat16", "float16")
 CPU_FUSED_UNITS = ("auto", "on", "off")
+POINTWISE_IMPLS = ("auto", "conv", "matmul")
 _AMP_DTYPES = {"off": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -53,6 +55,12 @@ def depthwise_choices(cfg):
     """Returns the depthwise routes MODEL.DEPTHWISE_IMPL allows (stock conv3d first)."""
     choice = _check("MODEL.DEPTHWISE_IMPL", cfg.MODEL.DEPTHWISE_IMPL, DEPTHWISE_IMPLS)
     return ["conv3d", "conv2d"] if choice == "auto" else [choice]
+
+
+def pointwise_impl(cfg):
+    """Returns how 1x1x1 convs of channels-last routes run: MODEL.POINTWISE_IMPL ("auto" is measured
+    per layer and input shape by the layer itself, vov3d/runtime/conv_routes.py: PointwiseConv3d)."""
+    return _check("MODEL.POINTWISE_IMPL", cfg.MODEL.POINTWISE_IMPL, POINTWISE_IMPLS)
 
 
 def fused_units_choices(cfg, device_type):
@@ -82,6 +90,7 @@ def validate(cfg):
     """Raises a one-line ValueError naming the first MODEL.* speed key with a value it does not take."""
     memory_format_choices(cfg)
     depthwise_choices(cfg)
+    pointwise_impl(cfg)
     fused_units_choices(cfg, "cpu")
     inference_amp_choices(cfg, "cpu")
 

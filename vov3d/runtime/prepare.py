@@ -117,6 +117,7 @@ def _measure_training(model, cfg, routes, shape, device):
     """Returns the Route whose train step (forward + backward) measures fastest; leaves no trace
     in `model` (BN statistics, gradients and RNG streams are restored)."""
     by_name = {r.name: r for r in routes}
+    pointwise = levers.pointwise_impl(cfg)
     buffers = [(b, b.detach().clone()) for b in model.buffers()]
     rng = torch.get_rng_state()
     cuda_rng = torch.cuda.get_rng_state_all() if device.type == "cuda" else None
@@ -124,11 +125,11 @@ def _measure_training(model, cfg, routes, shape, device):
 
     def run(name):
         route = by_name[name]
-        apply_conv_routes(model, memory_format_from_name(route.memory_format), route.depthwise)
+        apply_conv_routes(model, memory_format_from_name(route.memory_format), route.depthwise, pointwise)
         x = [_random_clip(shape, route, device)]
 
         def step():
-            apply_conv_routes(model, memory_format_from_name(route.memory_format), route.depthwise)
+            apply_conv_routes(model, memory_format_from_name(route.memory_format), route.depthwise, pointwise)
             torch.set_rng_state(rng)  # the same dropout masks for every candidate: outputs comparable
             model.train()
             model.zero_grad(set_to_none=True)
@@ -177,7 +178,8 @@ def prepare_for_training(model, cfg, wrap=None, input_shape=None):
         route = routes[0]
     else:
         route = _measure_training(model, cfg, routes, input_shape or train_input_shape(cfg), device)
-    apply_conv_routes(model, memory_format_from_name(route.memory_format), route.depthwise)
+    pointwise = levers.pointwise_impl(cfg)
+    apply_conv_routes(model, memory_format_from_name(route.memory_format), route.depthwise, pointwise)
     if cfg.MODEL.MEMORY_FORMAT == "auto":
         record_decision(route.memory_format)
     model.runtime_route = route.name
@@ -241,7 +243,8 @@ class InferenceModel(nn.Module):
         routes applied, its D(2+1)D units fused when route.fused."""
         if route.name not in self._built:
             m = copy.deepcopy(self._base(probe))
-            apply_conv_routes(m, memory_format_from_name(route.memory_format), route.depthwise)
+            apply_conv_routes(m, memory_format_from_name(route.memory_format), route.depthwise,
+                              levers.pointwise_impl(self.cfg))
             if route.fused:
                 fuse_d2plus1d_blocks(m)
                 reason = kernels.unavailable_reason("d2plus1d_cpu")
