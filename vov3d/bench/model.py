@@ -44,6 +44,7 @@ class Variant:
     name: str
     memory_format: str = "contiguous"
     depthwise: str = "conv3d"
+    pointwise: str = "conv"
     fold_bn: bool = False
     fused_units: str = "off"
     compile: bool = False
@@ -63,6 +64,7 @@ def default_variants(device_type, with_compile=False, cfg=None):
         Variant("channels_last_3d", memory_format=cl),
         Variant("dw_conv2d", depthwise=dw),
         Variant("cl3d+dw_conv2d", memory_format=cl, depthwise=dw),
+        Variant("cl3d+dw_conv2d+pw_matmul", memory_format=cl, depthwise=dw, pointwise="matmul"),
         Variant("cl3d+dw_conv2d+fold_bn", memory_format=cl, depthwise=dw, fold_bn=True),
     ]
     if device_type == "cuda":
@@ -95,7 +97,8 @@ def defaults_variant(cfg, device_type):
         train_amp = "float16" if cfg.TRAIN.MIXED_PRECISION_DTYPE in ("float16", "fp16", "half") else "bfloat16"
     m = cfg.MODEL
     return Variant(
-        "defaults", memory_format=m.MEMORY_FORMAT, depthwise=m.DEPTHWISE_IMPL, fold_bn=bool(m.FOLD_BN),
+        "defaults", memory_format=m.MEMORY_FORMAT, depthwise=m.DEPTHWISE_IMPL, pointwise=m.POINTWISE_IMPL,
+        fold_bn=bool(m.FOLD_BN),
         fused_units=m.CPU_FUSED_UNITS, compile=bool(m.COMPILE),
         cudnn_benchmark=device_type == "cuda" and bool(m.CUDNN_BENCHMARK),
         train_amp=train_amp, inference_amp=m.INFERENCE_AMP,
@@ -138,6 +141,7 @@ class Runner:
         if not variant.api:
             cfg.MODEL.MEMORY_FORMAT = variant.memory_format
             cfg.MODEL.DEPTHWISE_IMPL = variant.depthwise
+            cfg.MODEL.POINTWISE_IMPL = variant.pointwise
             cfg.MODEL.FOLD_BN = variant.fold_bn
             cfg.MODEL.CPU_FUSED_UNITS = variant.fused_units
             cfg.MODEL.COMPILE = variant.compile
@@ -459,9 +463,18 @@ def _prepared_copy(model):
 
 def _route_of(runner):
     """Returns "train route / inference route" as the runtime picked them for a runner."""
-    train = getattr(runner.model, "runtime_route", "stock")
-    chosen = getattr(_prepared_copy(runner.eval_model), "_chosen", None)
+    from vov3d.runtime.conv_routes import pointwise_summary
+
+    def with_pointwise(name, module):  # 1x1x1 convs decide per layer: say how many ran as products
+        note = pointwise_summary(module) if module is not None else ""
+        return f"{name} ({note})" if note else name
+
+    train = with_pointwise(getattr(runner.model, "runtime_route", "stock"), runner.model)
+    prepared = _prepared_copy(runner.eval_model)
+    chosen = getattr(prepared, "_chosen", None)
     infer = ",".join(sorted({r.name for r in chosen.values()})) if chosen else "stock"
+    if chosen and len(chosen) == 1:
+        infer = with_pointwise(infer, prepared._built[next(iter(chosen.values())).name])
     return f"{train} / {infer}"
 
 

@@ -126,6 +126,7 @@ class PointwiseConv3d(ChannelsLastConv3d):
         impl = self.pointwise_impl
         if impl == "auto":
             impl = pointwise_decision(self, x)
+        self.last_impl = impl  # what ran, for reports (pointwise_summary)
         if impl == "matmul" and x.dim() == 5 and not torch.jit.is_tracing():
             return _pointwise_as_matmul(x, self.weight, self.bias)
         return self._conv_forward(x, self.weight, self.bias)
@@ -134,6 +135,14 @@ class PointwiseConv3d(ChannelsLastConv3d):
 def _pointwise_as_matmul(x, weight, bias):
     y = F.linear(x.permute(0, 2, 3, 4, 1), weight.flatten(1), bias)  # (N, T, H, W, C_out), contiguous
     return y.permute(0, 4, 1, 2, 3)  # (N, C_out, T, H, W), channels-last
+
+
+def pointwise_summary(model):
+    """Returns "pw_matmul k/n" when k of the n 1x1x1 convs of `model` ran as matrix products in their
+    last forward, else "" (a short note for logs and benchmark tables)."""
+    convs = [m for m in model.modules() if isinstance(m, PointwiseConv3d)]
+    k = sum(getattr(m, "last_impl", m.pointwise_impl) == "matmul" for m in convs)
+    return f"pw_matmul {k}/{len(convs)}" if k else ""
 
 
 def is_pointwise(m):
@@ -270,6 +279,7 @@ def apply_conv_routes(model, memory_format, depthwise, pointwise="conv"):
             m.__class__ = nn.Conv3d
             m.__dict__.pop("depthwise_impl", None)
             m.__dict__.pop("pointwise_impl", None)
+            m.__dict__.pop("last_impl", None)
     model.to(memory_format=memory_format)
     set_depthwise_impl(model, depthwise)
     if memory_format == torch.channels_last_3d:
