@@ -152,7 +152,7 @@ def test_pointwise_auto_measures_each_shape_once_and_touches_nothing(monkeypatch
     from vov3d.runtime import autotune
 
     monkeypatch.setenv("VOV3D_TUNE_CACHE", str(tmp_path))
-    monkeypatch.setattr(conv_routes, "_pointwise_choices", {})
+    monkeypatch.setattr(autotune, "_layer_choices", {})
     calls = []
     real = autotune.decide
 
@@ -181,7 +181,7 @@ def test_pointwise_auto_measures_each_shape_once_and_touches_nothing(monkeypatch
     assert calls == [("pointwise", (2, 8, 3, 6, 6)), ("pointwise", (2, 8, 3, 6, 6)), ("pointwise", (1, 8, 3, 6, 6))]
     assert len(list(tmp_path.glob("pointwise-*.json"))) == 3
     # A new process (an empty memo) reads the decisions from disk without timing anything.
-    monkeypatch.setattr(conv_routes, "_pointwise_choices", {})
+    monkeypatch.setattr(autotune, "_layer_choices", {})
     monkeypatch.setattr(autotune, "time_candidates", lambda *a, **k: pytest.fail("measured again"))
     dut(x)
 

@@ -14,8 +14,6 @@ Routes are applied by the runtime's prepare steps (vov3d/runtime/prepare.py), ne
 the module a user builds is the plain one. Every route keeps outputs within 1e-5 (tests/test_speed.py).
 """
 
-import logging
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -153,39 +151,20 @@ def is_pointwise(m):
     )
 
 
-# Per-process memo of the "auto" decisions: (device, dtype, autocast, grad, threads, shapes) -> impl.
-_pointwise_choices = {}
-
-
 def pointwise_decision(conv, x):
     """Returns "conv" or "matmul" for `conv` (a PointwiseConv3d) on inputs shaped as `x`: measured at
-    the first such input (see PointwiseConv3d), then remembered."""
-    if x.dim() != 5 or torch.jit.is_tracing() or torch.compiler.is_compiling():
+    the first such input (see PointwiseConv3d and autotune.layer_choice), then remembered."""
+    if x.dim() != 5:
         return "conv"
     grad = torch.is_grad_enabled() and (x.requires_grad or conv.weight.requires_grad)
-    device = x.device
-    amp = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else None
-    memo = (str(device), str(x.dtype), str(amp), grad, torch.get_num_threads(), tuple(x.shape),
-            x.is_contiguous(memory_format=torch.channels_last_3d), tuple(conv.weight.shape), conv.bias is not None)
-    choice = _pointwise_choices.get(memo)
-    if choice is None:
-        if torch._C._current_graph_task_id() != -1:
-            return "conv"  # a forward recomputed inside backward (checkpointing) measures nothing
-        choice = _measure_pointwise(conv, x, grad, memo)
-        _pointwise_choices[memo] = choice
-    return choice
 
+    def make_step(name):
+        # Detached copies: measuring never touches the layer's gradients or the autograd graph.
+        weight = conv.weight.detach().clone().requires_grad_(grad)
+        bias = conv.bias.detach().clone().requires_grad_(grad) if conv.bias is not None else None
+        clip = x.detach().clone(memory_format=torch.preserve_format).requires_grad_(grad)
+        inputs = [t for t in (clip, weight, bias) if t is not None]
 
-def _measure_pointwise(conv, x, grad, memo):
-    key = autotune.decision_key("pointwise", x.device, conv, x.shape, ["conv", "matmul"])
-    key["case"] = [str(v) for v in memo]
-    # Detached copies: measuring never touches the layer's gradients or the autograd graph.
-    weight = conv.weight.detach().clone().requires_grad_(grad)
-    bias = conv.bias.detach().clone().requires_grad_(grad) if conv.bias is not None else None
-    clip = x.detach().clone(memory_format=torch.preserve_format).requires_grad_(grad)
-    inputs = [t for t in (clip, weight, bias) if t is not None]
-
-    def run(name):
         def step():
             with torch.enable_grad() if grad else torch.no_grad():
                 if name == "matmul":
@@ -198,9 +177,7 @@ def _measure_pointwise(conv, x, grad, memo):
 
         return step
 
-    sync = (lambda: torch.cuda.synchronize(x.device)) if x.device.type == "cuda" else None
-    return autotune.decide("pointwise", key, ["conv", "matmul"], run, reps=3, rounds=2, budget_s=5.0,
-                           margin=0.05, sync=sync, log_level=logging.DEBUG)
+    return autotune.layer_choice("pointwise", conv, x, ["conv", "matmul"], make_step, grad)
 
 
 def _padded_small_map(frames, args):

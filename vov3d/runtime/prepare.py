@@ -117,7 +117,6 @@ def _measure_training(model, cfg, routes, shape, device):
     """Returns the Route whose train step (forward + backward) measures fastest; leaves no trace
     in `model` (BN statistics, gradients and RNG streams are restored)."""
     by_name = {r.name: r for r in routes}
-    pointwise = levers.pointwise_impl(cfg)
     buffers = [(b, b.detach().clone()) for b in model.buffers()]
     rng = torch.get_rng_state()
     cuda_rng = torch.cuda.get_rng_state_all() if device.type == "cuda" else None
@@ -125,11 +124,11 @@ def _measure_training(model, cfg, routes, shape, device):
 
     def run(name):
         route = by_name[name]
-        apply_conv_routes(model, memory_format_from_name(route.memory_format), route.depthwise, pointwise)
+        apply_training_route(model, route, cfg)
         x = [_random_clip(shape, route, device)]
 
         def step():
-            apply_conv_routes(model, memory_format_from_name(route.memory_format), route.depthwise, pointwise)
+            apply_training_route(model, route, cfg)
             torch.set_rng_state(rng)  # the same dropout masks for every candidate: outputs comparable
             model.train()
             model.zero_grad(set_to_none=True)
@@ -159,6 +158,12 @@ def _measure_training(model, cfg, routes, shape, device):
     return by_name[choice]
 
 
+def apply_training_route(model, route, cfg):
+    """Applies `route` to `model` for training, in place: layout, conv routes and MODEL.POINTWISE_IMPL."""
+    return apply_conv_routes(model, memory_format_from_name(route.memory_format), route.depthwise,
+                             levers.pointwise_impl(cfg))
+
+
 def _sync(device):
     if device.type == "cuda":
         return lambda: torch.cuda.synchronize(device)
@@ -178,8 +183,7 @@ def prepare_for_training(model, cfg, wrap=None, input_shape=None):
         route = routes[0]
     else:
         route = _measure_training(model, cfg, routes, input_shape or train_input_shape(cfg), device)
-    pointwise = levers.pointwise_impl(cfg)
-    apply_conv_routes(model, memory_format_from_name(route.memory_format), route.depthwise, pointwise)
+    apply_training_route(model, route, cfg)
     if cfg.MODEL.MEMORY_FORMAT == "auto":
         record_decision(route.memory_format)
     model.runtime_route = route.name
