@@ -142,10 +142,10 @@ def test_explicit_values_are_never_measured(monkeypatch):
                    POINTWISE_IMPL="matmul")
     model = build_model(cfg)
     prepare.prepare_for_training(model, cfg)
-    assert model.runtime_route == "cl3d+dw_conv2d"
+    assert model.runtime_route == "cl3d+dw_conv2d+pw_matmul"
     inf = prepare.prepare_for_inference(model, cfg)
     x = torch.randn(1, 3, 4, 32, 32)
-    assert inf.route_for([x]).name == "cl3d+dw_conv2d"
+    assert inf.route_for([x]).name == "cl3d+dw_conv2d+pw_matmul"
     with torch.no_grad():
         inf([x])
 
@@ -174,9 +174,9 @@ def test_auto_measures_once_per_shape_and_leaves_the_model_as_it_was(monkeypatch
     state = {k: v.clone() for k, v in model.state_dict().items()}
     rng = torch.get_rng_state()
     prepare.prepare_for_training(model, cfg)
-    assert calls[0] == ("train", (2, 3, 4, 32, 32), ("stock", "dw_conv2d", "cl3d", "cl3d+dw_conv2d"))
-    route_timed = [t for t in timed if t != ["conv", "matmul"]]  # not the per-layer 1x1x1 decisions
-    assert route_timed[0] == sorted(calls[0][2])  # every candidate agreed with stock and was timed
+    assert calls[0] == ("train", (2, 3, 4, 32, 32), ("stock", "dw_conv2d", "cl3d", "cl3d+pw_matmul", "cl3d+dw_conv2d",
+                                                     "cl3d+dw_conv2d+pw_matmul"))
+    assert timed[0] == sorted(calls[0][2])  # every candidate agreed with stock and was timed
     assert torch.equal(torch.get_rng_state(), rng)  # dropout streams unchanged by the measurement
     for k, v in model.state_dict().items():  # BN running statistics restored, weights untouched
         assert torch.equal(v, state[k]), k
@@ -187,8 +187,7 @@ def test_auto_measures_once_per_shape_and_leaves_the_model_as_it_was(monkeypatch
         y = inf([x])
         inf([x[:1]])  # another batch size of the same clip shape: no new measurement
         assert torch.allclose(y, model.eval()([x]), atol=1e-5)
-    # Route decisions once each; 1x1x1 convs (MODEL.POINTWISE_IMPL auto) decide per layer shape.
-    assert [c[0] for c in calls if c[0] != "pointwise"] == ["train", "inference"]
+    assert [c[0] for c in calls] == ["train", "inference"]
 
 
 def test_chosen_path_is_not_slower_than_stock_ops_here():

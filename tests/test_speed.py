@@ -139,51 +139,13 @@ def test_only_1x1x1_convs_become_pointwise_and_only_in_channels_last():
     convs = [nn.Conv3d(4, 4, 1), nn.Conv3d(4, 4, 1, stride=2), nn.Conv3d(4, 4, 1, groups=2),
              nn.Conv3d(4, 4, (1, 3, 3), padding=(0, 1, 1)), nn.Conv3d(4, 4, 1, padding=1)]
     seq = nn.Sequential(*convs)
-    conv_routes.apply_conv_routes(seq, torch.channels_last_3d, "conv3d", "auto")
+    conv_routes.apply_conv_routes(seq, torch.channels_last_3d, "conv3d", "matmul")
     assert [type(m) is conv_routes.PointwiseConv3d for m in seq] == [True, False, False, False, False]
-    assert seq[0].pointwise_impl == "auto"
+    assert seq[0].pointwise_impl == "matmul"
     conv_routes.apply_conv_routes(seq, torch.contiguous_format, "conv3d", "matmul")
     assert all(type(m) is nn.Conv3d for m in seq)  # the products need channels-last rows
     with pytest.raises(ValueError, match="pointwise"):
         conv_routes.set_pointwise_impl(seq, "gemm")
-
-
-def test_pointwise_auto_measures_each_shape_once_and_touches_nothing(monkeypatch, tmp_path):
-    from vov3d.runtime import autotune
-
-    monkeypatch.setenv("VOV3D_TUNE_CACHE", str(tmp_path))
-    monkeypatch.setattr(autotune, "_layer_choices", {})
-    calls = []
-    real = autotune.decide
-
-    def counting(stage, key, candidates, run, **kw):
-        calls.append((stage, tuple(key["shape"])))
-        return real(stage, key, candidates, run, **kw)
-
-    monkeypatch.setattr(autotune, "decide", counting)
-    torch.manual_seed(0)
-    ref = nn.Conv3d(8, 12, 1).to(memory_format=torch.channels_last_3d)
-    dut = copy.deepcopy(ref)
-    conv_routes.set_pointwise_impl(dut, "auto")
-    x = torch.randn(2, 8, 3, 6, 6).contiguous(memory_format=torch.channels_last_3d)
-    rng = torch.get_rng_state()
-    yd = dut(x)
-    assert torch.equal(torch.get_rng_state(), rng)
-    assert dut.weight.grad is None and dut.bias.grad is None  # the measured backward used copies
-    yd.sum().backward()
-    ref(x).sum().backward()
-    assert torch.allclose(dut.weight.grad, ref.weight.grad, atol=1e-4)
-    dut(x)  # same shape, grad: remembered
-    with torch.no_grad():
-        dut(x)  # no grad: its own decision
-        dut(x[:1])  # another shape
-        dut(x[:1])
-    assert calls == [("pointwise", (2, 8, 3, 6, 6)), ("pointwise", (2, 8, 3, 6, 6)), ("pointwise", (1, 8, 3, 6, 6))]
-    assert len(list(tmp_path.glob("pointwise-*.json"))) == 3
-    # A new process (an empty memo) reads the decisions from disk without timing anything.
-    monkeypatch.setattr(autotune, "_layer_choices", {})
-    monkeypatch.setattr(autotune, "time_candidates", lambda *a, **k: pytest.fail("measured again"))
-    dut(x)
 
 
 def test_only_factorizable_depthwise_convs_switch():
@@ -199,19 +161,35 @@ def test_auto_levers_offer_stock_first_and_explicit_values_only_themselves():
     cfg = tiny_cfg("VoV3D")
     cfg.MODEL.DEPTHWISE_IMPL = "auto"
     cfg.MODEL.MEMORY_FORMAT = "auto"
+    cfg.MODEL.POINTWISE_IMPL = "auto"
     assert levers.depthwise_choices(cfg) == ["conv3d", "conv2d"]
     assert levers.memory_format_choices(cfg) == [torch.contiguous_format, torch.channels_last_3d]
     assert levers.fused_units_choices(cfg, "cpu") == [False, True]
     assert levers.fused_units_choices(cfg, "cuda") == [False]  # a CPU kernel
     assert levers.inference_amp_choices(cfg, "cpu") == [None]  # autocast on CPU is opt-in
+    assert levers.pointwise_choices(cfg) == ["conv", "matmul"]
+    model = build_model(cfg)
+    names = [r.name for r in prepare.candidate_routes(cfg, model, "cpu", inference=False)]
+    assert names == ["stock", "dw_conv2d", "cl3d", "cl3d+pw_matmul", "cl3d+dw_conv2d", "cl3d+dw_conv2d+pw_matmul"]
+    names = [r.name for r in prepare.candidate_routes(cfg, model, "cpu", inference=True)]
+    assert "cl3d+dw_conv2d+fused" in names and not any("fused" in n and "pw_" in n for n in names)
+    cfg.MODEL.POINTWISE_IMPL = "matmul"
+    cfg.MODEL.MEMORY_FORMAT = "contiguous"  # products need channels-last rows: contiguous keeps convs
+    assert all(r.pointwise == "conv" for r in prepare.candidate_routes(cfg, model, "cpu", inference=False))
+    cfg.MODEL.MEMORY_FORMAT = "auto"
     cfg.MODEL.DEPTHWISE_IMPL = "conv3d"
     cfg.MODEL.CPU_FUSED_UNITS = "on"
     cfg.MODEL.INFERENCE_AMP = "bfloat16"
     assert levers.depthwise_choices(cfg) == ["conv3d"]
     assert levers.fused_units_choices(cfg, "cpu") == [True]
     assert levers.inference_amp_choices(cfg, "cpu") == [torch.bfloat16]
+    assert levers.pointwise_choices(cfg) == ["matmul"]
     cfg.MODEL.DEPTHWISE_IMPL = "bogus"
     with pytest.raises(ValueError, match="MODEL.DEPTHWISE_IMPL"):
+        levers.validate(cfg)
+    cfg.MODEL.DEPTHWISE_IMPL = "conv3d"
+    cfg.MODEL.POINTWISE_IMPL = "gemm"
+    with pytest.raises(ValueError, match="MODEL.POINTWISE_IMPL"):
         levers.validate(cfg)
 
 

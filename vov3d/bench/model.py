@@ -463,18 +463,9 @@ def _prepared_copy(model):
 
 def _route_of(runner):
     """Returns "train route / inference route" as the runtime picked them for a runner."""
-    from vov3d.runtime.conv_routes import pointwise_summary
-
-    def with_pointwise(name, module):  # 1x1x1 convs decide per layer: say how many ran as products
-        note = pointwise_summary(module) if module is not None else ""
-        return f"{name} ({note})" if note else name
-
-    train = with_pointwise(getattr(runner.model, "runtime_route", "stock"), runner.model)
-    prepared = _prepared_copy(runner.eval_model)
-    chosen = getattr(prepared, "_chosen", None)
+    train = getattr(runner.model, "runtime_route", "stock")
+    chosen = getattr(_prepared_copy(runner.eval_model), "_chosen", None)
     infer = ",".join(sorted({r.name for r in chosen.values()})) if chosen else "stock"
-    if chosen and len(chosen) == 1:
-        infer = with_pointwise(infer, prepared._built[next(iter(chosen.values())).name])
     return f"{train} / {infer}"
 
 

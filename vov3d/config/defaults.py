@@ -98,8 +98,8 @@ _C.MODEL.COMPILE = False  # wrap the model in torch.compile (compile time is pai
 _C.MODEL.FOLD_BN = True  # test/export run a copy with BatchNorm folded into the preceding conv (measured faster)
 # Depthwise 1xkxk / kx1x1 convs as: auto (measured) | conv2d | conv3d.
 _C.MODEL.DEPTHWISE_IMPL = Key("auto", one_of=("auto", "conv2d", "conv3d"))
-# 1x1x1 convs of channels-last routes as: auto (measured per layer and input shape, cached) | conv |
-# matmul (one matrix product over the channels-last rows; vov3d/runtime/conv_routes.py).
+# 1x1x1 convs of channels-last routes as: auto (measured) | conv | matmul (one matrix product over the
+# channels-last rows; vov3d/runtime/conv_routes.py: PointwiseConv3d).
 _C.MODEL.POINTWISE_IMPL = Key("auto", one_of=("auto", "conv", "matmul"))
 _C.MODEL.CUDNN_BENCHMARK = True  # torch.backends.cudnn.benchmark on CUDA (autotuned conv algorithms)
 # Autocast in test/val: auto (measured on CUDA, off on CPU) | off | bfloat16 | float16.

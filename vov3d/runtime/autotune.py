@@ -1,7 +1,7 @@
 """`auto` means measured: time the candidate paths of a model on the machine at hand, keep the fastest.
 
 Like `cudnn.benchmark`, but for the levers whose best value depends on the machine (memory format,
-depthwise route, fused kernel, inference autocast dtype): at first use every candidate runs on the
+depthwise route, 1x1x1 convs as matrix products, fused kernel, inference autocast dtype): at first use every candidate runs on the
 model's real input shape, its output is checked against the stock candidate's (a candidate that
 disagrees is dropped), and the steps are timed interleaved (round robin, rotating order) so load on
 a shared machine hits them alike. The median decides; a candidate replaces stock ops only when it
@@ -180,7 +180,7 @@ def decide(stage, key, candidates, run, check=None, baseline=None, warmup=1, rep
     `name`'s output with the baseline's (default `outputs_match`); candidates that fail or raise are
     dropped. A cached
     decision for `key` is returned without measuring (`use_cache=False` measures anyway). The one
-    line saying what was picked is logged at `log_level` (per-layer decisions log at DEBUG).
+    line saying what was picked is logged at `log_level`.
     """
     baseline = baseline or candidates[0]
     if len(candidates) == 1:
@@ -221,41 +221,3 @@ def decide(stage, key, candidates, run, check=None, baseline=None, warmup=1, rep
                 ", ".join(f"{n} {m:.4f}" for n, m in medians.items()))
     return choice
 
-
-# ----------------------------------------------------------------------------------------------- #
-# Per-layer decisions
-# ----------------------------------------------------------------------------------------------- #
-
-# Per-process memo: (stage, device, dtype, autocast, grad, threads, input shape and layout, layer) -> name.
-_layer_choices = {}
-
-
-def layer_choice(stage, layer, x, candidates, make_step, grad):
-    """Returns which of `candidates` (stock first) runs layer `layer` on inputs shaped as `x`.
-
-    For the levers a layer decides for itself (vov3d/runtime/conv_routes.py: PointwiseConv3d,
-    vov3d/runtime/batchnorm.py): at the first input of a shape, with or without grad, every candidate
-    runs on a copy of it (`make_step(name)` returns the callable; with `grad` it also runs the
-    backward, into copies of the parameters, so the layer's gradients and the autograd graph are
-    untouched), outputs are checked equal and the fastest is kept, cached in memory and on disk like
-    the route decisions (logged at DEBUG). Traces, torch.compile and forwards recomputed inside a
-    backward (activation checkpointing) take the stock candidate without measuring.
-    """
-    if torch.jit.is_tracing() or torch.compiler.is_compiling():
-        return candidates[0]
-    device = x.device
-    amp = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else None
-    params = tuple((n, tuple(p.shape)) for n, p in layer.named_parameters(recurse=False))
-    memo = (stage, str(device), str(x.dtype), str(amp), bool(grad), torch.get_num_threads(), tuple(x.shape),
-            x.is_contiguous(memory_format=torch.channels_last_3d), type(layer).__name__, params)
-    choice = _layer_choices.get(memo)
-    if choice is None:
-        if torch._C._current_graph_task_id() != -1:
-            return candidates[0]
-        key = decision_key(stage, device, layer, x.shape, list(candidates))
-        key["case"] = [str(v) for v in memo]
-        sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else None
-        choice = decide(stage, key, list(candidates), make_step, reps=3, rounds=2, budget_s=5.0, margin=0.05,
-                        sync=sync, log_level=logging.DEBUG)
-        _layer_choices[memo] = choice
-    return choice

@@ -7,8 +7,8 @@ Conv2d weights are views of the Conv3d parameters, so state_dict names, shapes a
 unchanged and gradients land in the Conv3d parameters. With channels_last_3d activations both
 reshapes are views (no copy). Depthwise Conv3d backward is slow on CPU (pytorch/pytorch#37406,
 #110885); depthwise Conv2d is well optimised. Full 3x3x3 depthwise kernels (X3D) stay Conv3d:
-splitting them into shifted Conv2d taps measured slower. `PointwiseConv3d` runs a 1x1x1 Conv3d of a
-channels-last model as a matrix product where that measures faster (its docstring says when).
+splitting them into shifted Conv2d taps measured slower. `PointwiseConv3d` runs the 1x1x1 Conv3d of a
+channels-last model as matrix products (its docstring says when that is faster).
 
 Routes are applied by the runtime's prepare steps (vov3d/runtime/prepare.py), never by build_model:
 the module a user builds is the plain one. Every route keeps outputs within 1e-5 (tests/test_speed.py).
@@ -18,7 +18,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vov3d.runtime import autotune
 
 
 class ChannelsLastConv3d(nn.Conv3d):
@@ -99,7 +98,7 @@ class DepthwiseConv3d(ChannelsLastConv3d):
         return y.unflatten(3, (h, w))
 
 
-POINTWISE_IMPLS = ("auto", "conv", "matmul")
+POINTWISE_IMPLS = ("conv", "matmul")
 
 
 class PointwiseConv3d(ChannelsLastConv3d):
@@ -111,21 +110,18 @@ class PointwiseConv3d(ChannelsLastConv3d):
     PyTorch sends the backward of a 1x1x1 conv to its reference path (slow_conv3d) when one thread
     runs fewer than 16 clips, the case of torchrun's one thread per process; there the products
     measured 2.0-2.8x faster forward + backward (AMD EPYC, AVX2, 1 thread, batch 2x16, 4^2-56^2
-    maps), and at 2 threads 0.73-0.84x the time on 7^2 / 4^2 maps but 1.1-1.3x on 28^2 / 56^2 maps.
-    So `"auto"` decides per input shape: at the first input of a shape (with or without grad) both
-    run on it, outputs are checked equal and the faster is kept (conv unless matmul wins by 5%),
-    cached in memory and on disk like the route decisions (vov3d/runtime/autotune.py). `"conv"` is
-    ChannelsLastConv3d's forward. Parameters and state_dict are those of nn.Conv3d.
+    maps). At 2 threads a layer alone measured 0.73-0.84x the time on 7^2 / 4^2 maps and 1.1-1.3x on
+    28^2 / 56^2 maps, yet the whole VoV3D-M train step with every 1x1x1 conv as a product took 0.80x
+    the time of the one with convs, and choosing per layer from such isolated timings lost most of
+    that: the choice is therefore a route lever measured on the whole model (MODEL.POINTWISE_IMPL,
+    vov3d/runtime/prepare.py). `"conv"` is ChannelsLastConv3d's forward. Parameters and state_dict
+    are those of nn.Conv3d.
     """
 
     pointwise_impl = "conv"
 
     def forward(self, x):
-        impl = self.pointwise_impl
-        if impl == "auto":
-            impl = pointwise_decision(self, x)
-        self.last_impl = impl  # what ran, for reports (pointwise_summary)
-        if impl == "matmul" and x.dim() == 5 and not torch.jit.is_tracing():
+        if self.pointwise_impl == "matmul" and x.dim() == 5 and not torch.jit.is_tracing():
             return _pointwise_as_matmul(x, self.weight, self.bias)
         return self._conv_forward(x, self.weight, self.bias)
 
@@ -135,49 +131,12 @@ def _pointwise_as_matmul(x, weight, bias):
     return y.permute(0, 4, 1, 2, 3)  # (N, C_out, T, H, W), channels-last
 
 
-def pointwise_summary(model):
-    """Returns "pw_matmul k/n" when k of the n 1x1x1 convs of `model` ran as matrix products in their
-    last forward, else "" (a short note for logs and benchmark tables)."""
-    convs = [m for m in model.modules() if isinstance(m, PointwiseConv3d)]
-    k = sum(getattr(m, "last_impl", m.pointwise_impl) == "matmul" for m in convs)
-    return f"pw_matmul {k}/{len(convs)}" if k else ""
-
-
 def is_pointwise(m):
     """True for an nn.Conv3d with a 1x1x1 kernel, stride 1, no padding and one group."""
     return (
         isinstance(m, nn.Conv3d) and tuple(m.kernel_size) == (1, 1, 1) and tuple(m.stride) == (1, 1, 1)
         and m.groups == 1 and (m.padding in ("valid", (0, 0, 0)) or tuple(m.padding) == (0, 0, 0))
     )
-
-
-def pointwise_decision(conv, x):
-    """Returns "conv" or "matmul" for `conv` (a PointwiseConv3d) on inputs shaped as `x`: measured at
-    the first such input (see PointwiseConv3d and autotune.layer_choice), then remembered."""
-    if x.dim() != 5:
-        return "conv"
-    grad = torch.is_grad_enabled() and (x.requires_grad or conv.weight.requires_grad)
-
-    def make_step(name):
-        # Detached copies: measuring never touches the layer's gradients or the autograd graph.
-        weight = conv.weight.detach().clone().requires_grad_(grad)
-        bias = conv.bias.detach().clone().requires_grad_(grad) if conv.bias is not None else None
-        clip = x.detach().clone(memory_format=torch.preserve_format).requires_grad_(grad)
-        inputs = [t for t in (clip, weight, bias) if t is not None]
-
-        def step():
-            with torch.enable_grad() if grad else torch.no_grad():
-                if name == "matmul":
-                    y = _pointwise_as_matmul(clip, weight, bias)
-                else:
-                    y = conv._conv_forward(clip, weight, bias)
-                if grad:
-                    torch.autograd.grad(y, inputs, y.detach())
-            return y.detach()
-
-        return step
-
-    return autotune.layer_choice("pointwise", conv, x, ["conv", "matmul"], make_step, grad)
 
 
 def _padded_small_map(frames, args):
@@ -228,8 +187,7 @@ def set_depthwise_impl(model, impl):
 
 def set_pointwise_impl(model, impl):
     """Runs every 1x1x1 Conv3d of `model` (stride 1, no padding, one group) as `impl` ("conv" |
-    "matmul" | "auto": measured per input shape), in place; returns how many. Parameters and state_dict
-    are untouched."""
+    "matmul"), in place; returns how many. Parameters and state_dict are untouched."""
     if impl not in POINTWISE_IMPLS:
         raise ValueError(f"pointwise impl must be one of {POINTWISE_IMPLS}, got {impl!r}")
     count = 0
@@ -245,7 +203,7 @@ def set_pointwise_impl(model, impl):
 def apply_conv_routes(model, memory_format, depthwise, pointwise="conv"):
     """Puts `model`'s weights in `memory_format` (a torch.memory_format), runs its factorizable
     depthwise convs as `depthwise` ("conv2d" | "conv3d"), in channels_last_3d its 1x1x1 convs as
-    `pointwise` ("conv" | "matmul" | "auto") and every other Conv3d as ChannelsLastConv3d; in place
+    `pointwise` ("conv" | "matmul") and every other Conv3d as ChannelsLastConv3d; in place
     (parameters keep their identity); returns `model`.
 
     Routes applied before are undone first: a contiguous model runs plain nn.Conv3d forwards, also
@@ -256,7 +214,6 @@ def apply_conv_routes(model, memory_format, depthwise, pointwise="conv"):
             m.__class__ = nn.Conv3d
             m.__dict__.pop("depthwise_impl", None)
             m.__dict__.pop("pointwise_impl", None)
-            m.__dict__.pop("last_impl", None)
     model.to(memory_format=memory_format)
     set_depthwise_impl(model, depthwise)
     if memory_format == torch.channels_last_3d:

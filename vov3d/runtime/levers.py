@@ -4,7 +4,7 @@
 |--------------------------------|------------------------|----------------------------------------------------------|
 | memory format                  | MODEL.MEMORY_FORMAT    | auto (measured) / channels_last_3d / contiguous          |
 | depthwise 1xkxk / kx1x1 convs  | MODEL.DEPTHWISE_IMPL   | auto (measured) / conv2d / conv3d                        |
-| 1x1x1 convs (channels-last)    | MODEL.POINTWISE_IMPL   | auto (measured per layer shape) / conv / matmul          |
+| 1x1x1 convs (channels-last)    | MODEL.POINTWISE_IMPL   | auto (measured) / conv / matmul                          |
 | fused D(2+1)D units (C kernel) | MODEL.CPU_FUSED_UNITS  | auto (measured, CPU inference) / on / off                |
 | autocast in inference          | MODEL.INFERENCE_AMP    | auto (measured on CUDA: off / bf16 / fp16; off on CPU) / |
 |                                |                        | off / bfloat16 / float16                                 |
@@ -57,10 +57,11 @@ def depthwise_choices(cfg):
     return ["conv3d", "conv2d"] if choice == "auto" else [choice]
 
 
-def pointwise_impl(cfg):
-    """Returns how 1x1x1 convs of channels-last routes run: MODEL.POINTWISE_IMPL ("auto" is measured
-    per layer and input shape by the layer itself, vov3d/runtime/conv_routes.py: PointwiseConv3d)."""
-    return _check("MODEL.POINTWISE_IMPL", cfg.MODEL.POINTWISE_IMPL, POINTWISE_IMPLS)
+def pointwise_choices(cfg):
+    """Returns how MODEL.POINTWISE_IMPL allows 1x1x1 convs of channels-last routes to run (stock conv
+    first; "matmul": one matrix product each, vov3d/runtime/conv_routes.py: PointwiseConv3d)."""
+    choice = _check("MODEL.POINTWISE_IMPL", cfg.MODEL.POINTWISE_IMPL, POINTWISE_IMPLS)
+    return ["conv", "matmul"] if choice == "auto" else [choice]
 
 
 def fused_units_choices(cfg, device_type):
@@ -90,7 +91,7 @@ def validate(cfg):
     """Raises a one-line ValueError naming the first MODEL.* speed key with a value it does not take."""
     memory_format_choices(cfg)
     depthwise_choices(cfg)
-    pointwise_impl(cfg)
+    pointwise_choices(cfg)
     fused_units_choices(cfg, "cpu")
     inference_amp_choices(cfg, "cpu")
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 
 from vov3d.runtime import autotune, kernels, levers
-from vov3d.runtime.conv_routes import apply_conv_routes, is_factorizable_depthwise
+from vov3d.runtime.conv_routes import apply_conv_routes, is_factorizable_depthwise, is_pointwise
 from vov3d.runtime.fold_bn import fold_batchnorm
 from vov3d.runtime.fused_units import fuse_d2plus1d_blocks, has_fusable_units
 from vov3d.runtime.layout import format_name, memory_format_from_name, record_decision
@@ -36,6 +36,7 @@ class Route:
 
     memory_format: str = "contiguous"  # "contiguous" | "channels_last_3d"
     depthwise: str = "conv3d"  # "conv3d" | "conv2d"
+    pointwise: str = "conv"  # "conv" | "matmul" (1x1x1 convs of channels-last routes)
     fused: bool = False  # fused D(2+1)D kernel (CPU inference copies)
     amp: torch.dtype = None  # inference autocast dtype, None = fp32
 
@@ -47,6 +48,8 @@ class Route:
             parts.append("cl3d")
         if self.depthwise != "conv3d":
             parts.append("dw_" + self.depthwise)
+        if self.pointwise != "conv":
+            parts.append("pw_" + self.pointwise)
         if self.fused:
             parts.append("fused")
         if self.amp is not None:
@@ -83,15 +86,19 @@ def candidate_routes(cfg, model, device_type, inference):
     left out, so nothing is measured twice."""
     formats = [format_name(f) for f in levers.memory_format_choices(cfg)]
     depthwise = levers.depthwise_choices(cfg) if _has_factorizable_depthwise(model) else ["conv3d"]
+    pointwise = levers.pointwise_choices(cfg) if any(is_pointwise(m) for m in model.modules()) else ["conv"]
     fused = levers.fused_units_choices(cfg, device_type) if inference else [False]
     if cfg.MODEL.CPU_FUSED_UNITS == "auto" and not has_fusable_units(model):
         fused = [False]
     amps = levers.inference_amp_choices(cfg, device_type) if inference else [None]
     routes = []
-    for fmt, dw, fu, amp in itertools.product(formats, depthwise, fused, amps):
+    for fmt, dw, pw, fu, amp in itertools.product(formats, depthwise, pointwise, fused, amps):
         if fu and fmt != "channels_last_3d" and "channels_last_3d" in formats:
             continue  # the kernel reads channels-last rows only: contiguous + fused is contiguous
-        routes.append(Route(fmt, dw, fu, amp))
+        if fmt != "channels_last_3d" or (fu and pw != "conv" and "conv" in pointwise):
+            pw = "conv"  # products need channels-last rows; fused units run their 1x1x1 convs themselves
+        if Route(fmt, dw, pw, fu, amp) not in routes:
+            routes.append(Route(fmt, dw, pw, fu, amp))
     return routes
 
 
@@ -124,11 +131,11 @@ def _measure_training(model, cfg, routes, shape, device):
 
     def run(name):
         route = by_name[name]
-        apply_training_route(model, route, cfg)
+        apply_training_route(model, route)
         x = [_random_clip(shape, route, device)]
 
         def step():
-            apply_training_route(model, route, cfg)
+            apply_training_route(model, route)
             torch.set_rng_state(rng)  # the same dropout masks for every candidate: outputs comparable
             model.train()
             model.zero_grad(set_to_none=True)
@@ -158,10 +165,9 @@ def _measure_training(model, cfg, routes, shape, device):
     return by_name[choice]
 
 
-def apply_training_route(model, route, cfg):
-    """Applies `route` to `model` for training, in place: layout, conv routes and MODEL.POINTWISE_IMPL."""
-    return apply_conv_routes(model, memory_format_from_name(route.memory_format), route.depthwise,
-                             levers.pointwise_impl(cfg))
+def apply_training_route(model, route):
+    """Applies `route` to `model` for training, in place (layout and conv routes)."""
+    return apply_conv_routes(model, memory_format_from_name(route.memory_format), route.depthwise, route.pointwise)
 
 
 def _sync(device):
@@ -183,7 +189,7 @@ def prepare_for_training(model, cfg, wrap=None, input_shape=None):
         route = routes[0]
     else:
         route = _measure_training(model, cfg, routes, input_shape or train_input_shape(cfg), device)
-    apply_training_route(model, route, cfg)
+    apply_training_route(model, route)
     if cfg.MODEL.MEMORY_FORMAT == "auto":
         record_decision(route.memory_format)
     model.runtime_route = route.name
@@ -247,8 +253,7 @@ class InferenceModel(nn.Module):
         routes applied, its D(2+1)D units fused when route.fused."""
         if route.name not in self._built:
             m = copy.deepcopy(self._base(probe))
-            apply_conv_routes(m, memory_format_from_name(route.memory_format), route.depthwise,
-                              levers.pointwise_impl(self.cfg))
+            apply_conv_routes(m, memory_format_from_name(route.memory_format), route.depthwise, route.pointwise)
             if route.fused:
                 fuse_d2plus1d_blocks(m)
                 reason = kernels.unavailable_reason("d2plus1d_cpu")
