@@ -68,6 +68,24 @@ def clip():
 # ----------------------------------------------------------------------------------------------- #
 
 
+def assert_same_forward_backward(ref, dut, x):
+    """`dut` (a conv route) gives `ref`'s output, input gradient and parameter gradients on `x`, and
+    keeps a channels-last clip channels-last."""
+    xr, xd = x.clone().requires_grad_(), x.clone().requires_grad_()
+    yr, yd = ref(xr), dut(xd)
+    assert yd.shape == yr.shape
+    assert torch.allclose(yd, yr, atol=TOL)
+    if x.is_contiguous(memory_format=torch.channels_last_3d):
+        assert yd.is_contiguous(memory_format=torch.channels_last_3d)
+    g = torch.randn_like(yr)
+    yr.backward(g)
+    yd.backward(g)
+    assert torch.allclose(xd.grad, xr.grad, atol=TOL)
+    assert torch.allclose(dut.weight.grad, ref.weight.grad, atol=1e-4)
+    if ref.bias is not None:
+        assert torch.allclose(dut.bias.grad, ref.bias.grad, atol=1e-4)
+
+
 @pytest.mark.parametrize("kernel,stride,bias", [
     ((1, 3, 3), (1, 1, 1), False), ((1, 3, 3), (1, 2, 2), False), ((1, 5, 5), (1, 2, 2), True),
     ((3, 1, 1), (1, 1, 1), False), ((5, 1, 1), (1, 1, 1), True), ((3, 1, 1), (2, 1, 1), True),
@@ -83,19 +101,7 @@ def test_depthwise_conv2d_matches_conv3d_forward_and_backward(kernel, stride, bi
     assert conv_routes.set_depthwise_impl(dut, "conv2d") == 1
     assert isinstance(dut, conv_routes.DepthwiseConv3d) and isinstance(dut, nn.Conv3d)
     x = torch.randn(2, c, 5, size, size).contiguous(memory_format=fmt)
-    xr, xd = x.clone().requires_grad_(), x.clone().requires_grad_()
-    yr, yd = ref(xr), dut(xd)
-    assert yd.shape == yr.shape
-    assert torch.allclose(yd, yr, atol=TOL)
-    if fmt == torch.channels_last_3d:
-        assert yd.is_contiguous(memory_format=torch.channels_last_3d)
-    g = torch.randn_like(yr)
-    yr.backward(g)
-    yd.backward(g)
-    assert torch.allclose(xd.grad, xr.grad, atol=TOL)
-    assert torch.allclose(dut.weight.grad, ref.weight.grad, atol=1e-4)
-    if bias:
-        assert torch.allclose(dut.bias.grad, ref.bias.grad, atol=1e-4)
+    assert_same_forward_backward(ref, dut, x)
     # The switch goes back to the Conv3d forward (the channels-last route's, which may pick another
     # kernel than stock with one thread: equal to it, close to stock), and the checkpoint format never changes.
     conv_routes.set_depthwise_impl(dut, "conv3d")
@@ -120,18 +126,7 @@ def test_pointwise_matmul_matches_conv3d_forward_and_backward(fmt, bias):
     assert conv_routes.set_pointwise_impl(dut, "matmul") == 1
     assert isinstance(dut, conv_routes.PointwiseConv3d)
     x = torch.randn(2, 6, 3, 5, 7).contiguous(memory_format=fmt)  # a correct result in either layout
-    xr, xd = x.clone().requires_grad_(), x.clone().requires_grad_()
-    yr, yd = ref(xr), dut(xd)
-    assert torch.allclose(yd, yr, atol=TOL)
-    if fmt == torch.channels_last_3d:
-        assert yd.is_contiguous(memory_format=torch.channels_last_3d)
-    g = torch.randn_like(yr)
-    yr.backward(g)
-    yd.backward(g)
-    assert torch.allclose(xd.grad, xr.grad, atol=TOL)
-    assert torch.allclose(dut.weight.grad, ref.weight.grad, atol=1e-4)
-    if bias:
-        assert torch.allclose(dut.bias.grad, ref.bias.grad, atol=1e-4)
+    assert_same_forward_backward(ref, dut, x)
     assert list(dut.state_dict()) == list(ref.state_dict())
 
 

@@ -98,8 +98,7 @@ def defaults_variant(cfg, device_type):
     m = cfg.MODEL
     return Variant(
         "defaults", memory_format=m.MEMORY_FORMAT, depthwise=m.DEPTHWISE_IMPL, pointwise=m.POINTWISE_IMPL,
-        fold_bn=bool(m.FOLD_BN),
-        fused_units=m.CPU_FUSED_UNITS, compile=bool(m.COMPILE),
+        fold_bn=bool(m.FOLD_BN), fused_units=m.CPU_FUSED_UNITS, compile=bool(m.COMPILE),
         cudnn_benchmark=device_type == "cuda" and bool(m.CUDNN_BENCHMARK),
         train_amp=train_amp, inference_amp=m.INFERENCE_AMP,
     )

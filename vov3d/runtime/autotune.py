@@ -1,8 +1,8 @@
 """`auto` means measured: time the candidate paths of a model on the machine at hand, keep the fastest.
 
 Like `cudnn.benchmark`, but for the levers whose best value depends on the machine (memory format,
-depthwise route, 1x1x1 convs as matrix products, fused kernel, inference autocast dtype): at first use every candidate runs on the
-model's real input shape, its output is checked against the stock candidate's (a candidate that
+depthwise route, 1x1x1 convs as matrix products, fused kernel, inference autocast dtype): at first
+use every candidate runs on the model's real input shape, its output is checked against the stock candidate's (a candidate that
 disagrees is dropped), and the steps are timed interleaved (round robin, rotating order) so load on
 a shared machine hits them alike. The median decides; a candidate replaces stock ops only when it
 wins by `margin` (default 5%), so noise never makes the default slower than stock. A time budget
@@ -171,16 +171,14 @@ def pick_fastest(times, baseline, margin=0.05):
 
 
 def decide(stage, key, candidates, run, check=None, baseline=None, warmup=1, reps=3, rounds=2,
-           budget_s=60.0, margin=0.05, timer=time.perf_counter, sync=None, use_cache=True,
-           log_level=logging.INFO):
+           budget_s=60.0, margin=0.05, timer=time.perf_counter, sync=None, use_cache=True):
     """Returns the name of the fastest candidate for one decision.
 
     `candidates`: names, the stock one first (or `baseline`). `run(name)` returns a callable that runs
     one step of that candidate and returns its output. `check(out, ref, name)` compares candidate
     `name`'s output with the baseline's (default `outputs_match`); candidates that fail or raise are
     dropped. A cached
-    decision for `key` is returned without measuring (`use_cache=False` measures anyway). The one
-    line saying what was picked is logged at `log_level`.
+    decision for `key` is returned without measuring (`use_cache=False` measures anyway).
     """
     baseline = baseline or candidates[0]
     if len(candidates) == 1:
@@ -188,7 +186,7 @@ def decide(stage, key, candidates, run, check=None, baseline=None, warmup=1, rep
     if use_cache:
         cached = load_decision(key)
         if cached is not None:
-            logger.log(log_level, "Speed levers (%s): %s (cached for %s, %s)", stage, cached["choice"], key["machine"],
+            logger.info("Speed levers (%s): %s (cached for %s, %s)", stage, cached["choice"], key["machine"],
                         "x".join(map(str, key["shape"])))
             return cached["choice"]
     check = check or (lambda out, ref, name: outputs_match(out, ref))
@@ -216,8 +214,7 @@ def decide(stage, key, candidates, run, check=None, baseline=None, warmup=1, rep
     choice = pick_fastest(times, baseline, margin)
     medians = {n: statistics.median(ts) for n, ts in times.items() if ts}
     save_decision(key, choice, medians)
-    logger.log(log_level, "Speed levers (%s): %s, measured on %s at %s in %.1f s (median s: %s)", stage, choice,
+    logger.info("Speed levers (%s): %s, measured on %s at %s in %.1f s (median s: %s)", stage, choice,
                 key["machine"], "x".join(map(str, key["shape"])), time.perf_counter() - t0,
                 ", ".join(f"{n} {m:.4f}" for n, m in medians.items()))
     return choice
-

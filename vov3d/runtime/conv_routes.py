@@ -19,7 +19,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-
 class ChannelsLastConv3d(nn.Conv3d):
     """An nn.Conv3d that keeps channels-last clips channels-last on CPU.
 
@@ -31,18 +30,20 @@ class ChannelsLastConv3d(nn.Conv3d):
     anything else takes the stock forward. Retyped in place by `apply_conv_routes`.
     """
 
-    def _conv_forward(self, x, weight, bias):
+    def forward(self, x):
         if (
             x.dim() == 5 and x.device.type == "cpu" and x.dtype == torch.float32
-            and weight.dtype == torch.float32 and self.padding_mode == "zeros"
+            and self.weight.dtype == torch.float32 and self.padding_mode == "zeros"
             and not isinstance(self.padding, str) and torch.backends.mkldnn.is_available()
             and torch.backends.mkldnn.enabled and not torch.is_autocast_enabled("cpu")
             and x.is_contiguous(memory_format=torch.channels_last_3d) and x.numel() > 0
             and not torch.jit.is_tracing()  # traces (fvcore's FLOP count, exports) keep aten::_convolution
             and not torch.compiler.is_compiling()  # torch.compile traces with fake tensors oneDNN cannot take
         ):
-            return torch.mkldnn_convolution(x, weight, bias, self.padding, self.stride, self.dilation, self.groups)
-        return super()._conv_forward(x, weight, bias)
+            return torch.mkldnn_convolution(
+                x, self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups
+            )
+        return super().forward(x)
 
 
 def route_channels_last_convs(model):
@@ -123,7 +124,7 @@ class PointwiseConv3d(ChannelsLastConv3d):
     def forward(self, x):
         if self.pointwise_impl == "matmul" and x.dim() == 5 and not torch.jit.is_tracing():
             return _pointwise_as_matmul(x, self.weight, self.bias)
-        return self._conv_forward(x, self.weight, self.bias)
+        return super().forward(x)
 
 
 def _pointwise_as_matmul(x, weight, bias):
@@ -135,7 +136,7 @@ def is_pointwise(m):
     """True for an nn.Conv3d with a 1x1x1 kernel, stride 1, no padding and one group."""
     return (
         isinstance(m, nn.Conv3d) and tuple(m.kernel_size) == (1, 1, 1) and tuple(m.stride) == (1, 1, 1)
-        and m.groups == 1 and (m.padding in ("valid", (0, 0, 0)) or tuple(m.padding) == (0, 0, 0))
+        and m.groups == 1 and (m.padding == "valid" or tuple(m.padding) == (0, 0, 0))
     )
 
 
@@ -166,6 +167,19 @@ def is_factorizable_depthwise(m):
     return False
 
 
+def _route_convs(model, cls, applies, attr, impl, stock):
+    """Retypes every plain Conv3d of `model` for which `applies(m)` holds to `cls` (unless `impl` is
+    the `stock` forward) and sets `attr = impl` on every `cls` module; returns how many have it."""
+    count = 0
+    for m in model.modules():
+        if type(m) in (nn.Conv3d, ChannelsLastConv3d) and impl != stock and applies(m):
+            m.__class__ = cls
+        if isinstance(m, cls):
+            setattr(m, attr, impl)
+            count += 1
+    return count
+
+
 def set_depthwise_impl(model, impl):
     """Runs every factorizable depthwise Conv3d of `model` as `impl` ("conv2d" | "conv3d"), in place.
 
@@ -173,16 +187,7 @@ def set_depthwise_impl(model, impl):
     """
     if impl not in ("conv2d", "conv3d"):
         raise ValueError(f"depthwise impl must be conv2d or conv3d, got {impl!r}")
-    count = 0
-    for m in model.modules():
-        if type(m) in (nn.Conv3d, ChannelsLastConv3d) and impl == "conv2d" and is_factorizable_depthwise(m):
-            m.__class__ = DepthwiseConv3d
-        if isinstance(m, DepthwiseConv3d):
-            m.depthwise_impl = impl
-            count += 1
-    return count
-
-
+    return _route_convs(model, DepthwiseConv3d, is_factorizable_depthwise, "depthwise_impl", impl, "conv3d")
 
 
 def set_pointwise_impl(model, impl):
@@ -190,14 +195,7 @@ def set_pointwise_impl(model, impl):
     "matmul"), in place; returns how many. Parameters and state_dict are untouched."""
     if impl not in POINTWISE_IMPLS:
         raise ValueError(f"pointwise impl must be one of {POINTWISE_IMPLS}, got {impl!r}")
-    count = 0
-    for m in model.modules():
-        if type(m) in (nn.Conv3d, ChannelsLastConv3d) and impl != "conv" and is_pointwise(m):
-            m.__class__ = PointwiseConv3d
-        if isinstance(m, PointwiseConv3d):
-            m.pointwise_impl = impl
-            count += 1
-    return count
+    return _route_convs(model, PointwiseConv3d, is_pointwise, "pointwise_impl", impl, "conv")
 
 
 def apply_conv_routes(model, memory_format, depthwise, pointwise="conv"):

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from vov3d.models.layers import SqueezeExcitation, Swish
 from vov3d.runtime import kernels
+from vov3d.runtime.conv_routes import is_pointwise
 from vov3d.runtime.fold_bn import set_submodule
 
 logger = logging.getLogger(__name__)
@@ -33,13 +34,6 @@ LANES = 16  # the kernel's channel vector width; its internal buffers pad channe
 
 def _padded(n):
     return -(-n // LANES) * LANES
-
-
-def _is_pointwise(conv):
-    return (
-        isinstance(conv, nn.Conv3d) and conv.kernel_size == (1, 1, 1) and conv.stride == (1, 1, 1)
-        and conv.groups == 1 and conv.padding == (0, 0, 0) and conv.dilation == (1, 1, 1)
-    )
 
 
 def _is_depthwise(conv, kernel, padding, temporal_stride=1):
@@ -66,7 +60,7 @@ def d2plus1d_parts(block, folded=True):
     ok = (
         (not folded or all(isinstance(m, nn.Identity) for m in (p["a_bn"], p["mid_bn"], p["c_bn"])))
         and type(p["a_act"]) is nn.ReLU and type(act) is Swish
-        and _is_pointwise(a) and _is_pointwise(c) and c.in_channels == inner
+        and is_pointwise(a) and is_pointwise(c) and c.in_channels == inner
         and _is_depthwise(b1, (1, 3, 3), (0, 1, 1)) and b1.in_channels == inner and b1.bias is None
         and b1.stride[1] == b1.stride[2]
         and _is_depthwise(b2, (3, 1, 1), (1, 0, 0)) and b2.in_channels == inner and b2.stride == (1, 1, 1)

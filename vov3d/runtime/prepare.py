@@ -131,11 +131,11 @@ def _measure_training(model, cfg, routes, shape, device):
 
     def run(name):
         route = by_name[name]
-        apply_training_route(model, route)
+        apply_route(model, route)
         x = [_random_clip(shape, route, device)]
 
         def step():
-            apply_training_route(model, route)
+            apply_route(model, route)
             torch.set_rng_state(rng)  # the same dropout masks for every candidate: outputs comparable
             model.train()
             model.zero_grad(set_to_none=True)
@@ -165,8 +165,8 @@ def _measure_training(model, cfg, routes, shape, device):
     return by_name[choice]
 
 
-def apply_training_route(model, route):
-    """Applies `route` to `model` for training, in place (layout and conv routes)."""
+def apply_route(model, route):
+    """Applies `route`'s layout and conv routes to `model`, in place; returns `model`."""
     return apply_conv_routes(model, memory_format_from_name(route.memory_format), route.depthwise, route.pointwise)
 
 
@@ -189,7 +189,7 @@ def prepare_for_training(model, cfg, wrap=None, input_shape=None):
         route = routes[0]
     else:
         route = _measure_training(model, cfg, routes, input_shape or train_input_shape(cfg), device)
-    apply_training_route(model, route)
+    apply_route(model, route)
     if cfg.MODEL.MEMORY_FORMAT == "auto":
         record_decision(route.memory_format)
     model.runtime_route = route.name
@@ -253,7 +253,7 @@ class InferenceModel(nn.Module):
         routes applied, its D(2+1)D units fused when route.fused."""
         if route.name not in self._built:
             m = copy.deepcopy(self._base(probe))
-            apply_conv_routes(m, memory_format_from_name(route.memory_format), route.depthwise, route.pointwise)
+            apply_route(m, route)
             if route.fused:
                 fuse_d2plus1d_blocks(m)
                 reason = kernels.unavailable_reason("d2plus1d_cpu")
