@@ -44,9 +44,13 @@ typedef int vi __attribute__((vector_size(VW * 4), aligned(4)));
 #define ST(p, v) (*(vf *)(p) = (v))
 
 static inline vf splat(float a) {
-  vf v;
-  for (int i = 0; i < VW; i++) v[i] = a; /* one broadcast; 0 + a would add (-0.0 semantics) first */
-  return v;
+#if VW == 16
+  return (vf){a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a};
+#elif VW == 8
+  return (vf){a, a, a, a, a, a, a, a};
+#else
+  return (vf){a, a, a, a};
+#endif
 }
 static inline vf relu_v(vf v) { return (vf)((vi)v & (vi)(v > splat(0.f))); }
 static inline vf select_v(vi m, vf a, vf b) { return (vf)((m & (vi)a) | (~m & (vi)b)); }
