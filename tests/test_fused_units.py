@@ -18,7 +18,8 @@ from vov3d.config import get_cfg, validate
 from vov3d.models import build_model
 from vov3d.runtime import kernels as cpu_kernels
 from vov3d.runtime.fold_bn import fold_batchnorm
-from vov3d.runtime.fused_units import FusedD2plus1d, FusedTOSA, d2plus1d_parts, fuse_d2plus1d_blocks
+from vov3d.runtime.fused_units import (FusedD2plus1d, FusedResBlock, FusedTOSA, d2plus1d_parts, fuse_d2plus1d_blocks,
+                                       lanes, pack_pointwise)
 from vov3d.runtime.layout import to_model_format
 from vov3d.runtime.prepare import prepare_for_inference
 from vov3d.models.vov3d import BottleneckUnit, TOSATransform
@@ -118,6 +119,29 @@ def test_fused_unit_falls_back_where_the_kernel_does_not_apply(kernel):
     assert xg.grad is not None
 
 
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("residual_layout", [None, "rows", "slice"])
+def test_pointwise_rows_is_a_1x1x1_conv_with_residual_and_relu(kernel, relu, residual_layout):
+    """The aggregation GEMM: rows read from a channel slice, a bias, the shortcut in any layout."""
+    torch.manual_seed(0)
+    conv = nn.Conv3d(21, 19, 1).eval()
+    x = clip(2, 30, 3, 5, 7)[:, 4:25]  # rows of 21 channels at a stride of 30
+    res = {None: None, "rows": clip(2, 19, 3, 5, 7, seed=2), "slice": clip(2, 25, 3, 5, 7, seed=2)[:, 3:22]}[residual_layout]
+    width = -(-19 // lanes()) * lanes()
+    w, b = pack_pointwise(conv, 21, width)
+    assert w.shape == (21, width) and b.shape == (width,)
+    out = torch.empty(2, 19, 3, 5, 7).contiguous(memory_format=CL)
+    ldr = 0 if res is None else res.stride(4)
+    kernel.pointwise_rows(cpu_kernels.pointer(x), x.stride(4), 2 * 3 * 5 * 7, 21, cpu_kernels.pointer(w), width,
+                          cpu_kernels.pointer(b), cpu_kernels.pointer(out), 19, 19, cpu_kernels.pointer(res), ldr,
+                          int(relu), 2)
+    with torch.no_grad():
+        ref = conv(x.contiguous())
+        ref = ref + res if res is not None else ref
+        ref = torch.relu(ref) if relu else ref
+    assert torch.allclose(out, ref, atol=TOL)
+
+
 def test_parts_refuse_blocks_the_kernel_does_not_compute():
     x = clip(1, 8, 2, 4, 4)
     unit = BottleneckUnit(8, 16, 8, 1, "d2plus1d").eval().to(memory_format=CL)
@@ -154,14 +178,14 @@ def _logits(model, x):
     return out[0], probs
 
 
-@pytest.mark.parametrize("rel,opts,units,blocks", [
-    ("Kinetics/VoV3D_M_16x5.yaml", (), 40, 8),
-    ("Kinetics/VoV3D_L_16x5.yaml", (), 55, 11),
-    ("SSv1/VoV3D_M_32x1.yaml", ("MODEL.NUM_CLASSES", 5), 40, 8),
-    ("Kinetics/X3D_M_16x5.yaml", ("X3D.UNIT", "d2plus1d"), 26, 0),
-    ("Kinetics/X3D_M_16x5.yaml", (), 0, 0),  # depthwise 3x3x3 middles: nothing to fuse
+@pytest.mark.parametrize("rel,opts,units,blocks,residual_blocks", [
+    ("Kinetics/VoV3D_M_16x5.yaml", (), 40, 8, 8),
+    ("Kinetics/VoV3D_L_16x5.yaml", (), 55, 11, 11),
+    ("SSv1/VoV3D_M_32x1.yaml", ("MODEL.NUM_CLASSES", 5), 40, 8, 8),
+    ("Kinetics/X3D_M_16x5.yaml", ("X3D.UNIT", "d2plus1d"), 26, 0, 26),  # the shortcut joins the unit's GEMM
+    ("Kinetics/X3D_M_16x5.yaml", (), 0, 0, 0),  # depthwise 3x3x3 middles: nothing to fuse
 ])
-def test_whole_models_match_with_fused_units(kernel, rel, opts, units, blocks):
+def test_whole_models_match_with_fused_units(kernel, rel, opts, units, blocks, residual_blocks):
     cfg = tiny_cfg(rel, opts)
     torch.manual_seed(0)
     model = randomize_bn(build_model(cfg)).eval()
@@ -173,6 +197,7 @@ def test_whole_models_match_with_fused_units(kernel, rel, opts, units, blocks):
     assert not any(isinstance(m, FusedD2plus1d) for m in plain.modules())
     assert sum(isinstance(m, FusedD2plus1d) for m in fused.modules()) == units
     assert sum(isinstance(m, FusedTOSA) for m in fused.modules()) == blocks
+    assert sum(isinstance(m, FusedResBlock) for m in fused.modules()) == residual_blocks
     assert not any(isinstance(m, (FusedD2plus1d, FusedTOSA)) for m in model.modules())  # model untouched
     (lp, pp), (lf, pf) = _logits(plain, x), _logits(fused, x)
     assert (lf - lp).abs().max().item() <= TOL * max(1.0, lp.abs().max().item())

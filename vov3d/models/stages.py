@@ -75,6 +75,13 @@ class ResBlock(nn.Module):
         self.branch2 = branch2
         self.relu = nn.ReLU(inplace=True)
 
+    def residual_parts(self):
+        """Returns this block by role, for runtimes that add the shortcut and apply the ReLU in the
+        kernel computing `branch2`'s last conv: the `shortcut` modules in order ([] for the identity),
+        `branch2`, and the activation `out_act`."""
+        shortcut = [getattr(self, n) for n in ("branch1", "branch1_bn") if hasattr(self, n)]
+        return {"shortcut": shortcut, "branch2": self.branch2, "out_act": self.relu}
+
     def forward(self, x):
         shortcut = x
         if hasattr(self, "branch1"):

@@ -6,12 +6,13 @@ is a pass over a tensor too large for the cache, so the unit costs about ten mem
 its arithmetic is small; VoV3D-M moves 1.5x the activations of X3D-M for the same clip. The
 kernel in vov3d/runtime/csrc/d2plus1d_cpu.c does the unit in two passes (see there), and a T-OSA
 block built of such units writes every unit straight into its concatenation buffer, so the
-`torch.cat` copy goes too.
+`torch.cat` copy goes too; the block's aggregation conv runs on the kernel's GEMM as well, and the
+residual block around a fused block (shortcut + ReLU) joins that GEMM's epilogue.
 
-Blocks say what they are made of (`fusable_parts()`, `aggregation_parts()`), so this file needs no
-model family. It runs on BN-folded inference copies only (vov3d.runtime.prepare_for_inference, where
-`auto` keeps it only when it measures faster): each block is
-wrapped, never rewritten, and falls back to its own forward whenever the kernel does not apply
+Blocks say what they are made of (`fusable_parts()`, `aggregation_parts()`, `residual_parts()`), so
+this file needs no model family. It runs on BN-folded inference copies only
+(vov3d.runtime.prepare_for_inference, where `auto` keeps it only when it measures faster): each block
+is wrapped, never rewritten, and falls back to its own forward whenever the kernel does not apply
 (autograd, another dtype or device, a layout other than channels-last rows, no C compiler).
 Outputs stay within 1e-5 of the stock path (tests/test_fused_units.py).
 """
@@ -29,11 +30,42 @@ from vov3d.runtime.fold_bn import set_submodule
 
 logger = logging.getLogger(__name__)
 
-LANES = 16  # the kernel's channel vector width; its internal buffers pad channels to a multiple
+def lanes():
+    """The kernel's channel vector width (16 floats with AVX-512, 8 with AVX2, 4 otherwise): packed
+    weights and its internal buffers pad channels to a multiple of it."""
+    lib = kernels.load_library("d2plus1d_cpu")
+    return lib.d2plus1d_lanes() if lib is not None else 16
 
 
 def _padded(n):
-    return -(-n // LANES) * LANES
+    width = lanes()
+    return -(-n // width) * width
+
+
+def pack_pointwise(conv, rows, cols):
+    """Returns a 1x1x1 conv as the kernel's GEMM reads it: the weight transposed to (inputs, outputs)
+    and its bias, zero-padded to rows x cols and cols."""
+    return _matrix(conv, rows, cols), _bias(conv, cols)
+
+
+def _matrix(conv, rows, cols):  # weight (out, ...) -> (inputs or taps, out), zero-padded to rows x cols
+    w = conv.weight.detach().float().reshape(conv.out_channels, -1).t()
+    return F.pad(w, (0, cols - w.shape[1], 0, rows - w.shape[0])).contiguous()
+
+
+def _bias(conv, width):
+    if conv.bias is None:
+        return torch.zeros(width)
+    return F.pad(conv.bias.detach().float(), (0, width - conv.out_channels))
+
+
+def _rows(t):
+    """Returns `t` (N x C x T x H x W) as channels-last rows and their row stride."""
+    ld = _row_stride(t)
+    if ld is None:
+        t = t.contiguous(memory_format=torch.channels_last_3d)
+        ld = t.shape[1]
+    return t, ld
 
 
 def _is_depthwise(conv, kernel, padding, temporal_stride=1):
@@ -109,18 +141,8 @@ class FusedD2plus1d(nn.Module):
         self.se = parts["se"]
         cp, coutp = _padded(self.inner), _padded(self.cout)
         self.cp, self.coutp = cp, coutp
-
-        def matrix(conv, rows, cols):  # weight (out, ...) -> (inputs or taps, out), zero-padded to rows x cols
-            w = conv.weight.detach().float().reshape(conv.out_channels, -1).t()
-            return F.pad(w, (0, cols - w.shape[1], 0, rows - w.shape[0])).contiguous()
-
-        def bias(conv, width):
-            if conv.bias is None:
-                return torch.zeros(width)
-            return F.pad(conv.bias.detach().float(), (0, width - conv.out_channels))
-
-        packed = {"wa": matrix(a, self.cin, cp), "ba": bias(a, cp), "w1": matrix(b1, 9, cp),
-                  "w2": matrix(b2, 3, cp), "b2": bias(b2, cp), "wc": matrix(c, cp, coutp), "bc": bias(c, coutp)}
+        packed = {"wa": _matrix(a, self.cin, cp), "ba": _bias(a, cp), "w1": _matrix(b1, 9, cp),
+                  "w2": _matrix(b2, 3, cp), "b2": _bias(b2, cp), "wc": _matrix(c, cp, coutp), "bc": _bias(c, coutp)}
         for name, value in packed.items():
             self.register_buffer(name, value, persistent=False)
 
@@ -148,9 +170,11 @@ class FusedD2plus1d(nn.Module):
             return self.block(x)
         return self.compute(x)
 
-    def compute(self, x, out=None):
+    def compute(self, x, out=None, residual=None, relu=False):
         """Runs the unit on `x`; writes into `out` (N x cout x T x H x W, channels-last rows, e.g. a
-        channel slice of a concatenation buffer) when given, else into a new tensor; returns it."""
+        channel slice of a concatenation buffer) when given, else into a new tensor; returns it.
+        `residual` / `relu`: the enclosing residual block's shortcut and ReLU (FusedResBlock), for a
+        unit that has none of its own."""
         n, _, frames, hin, win = x.shape
         h, w = self.out_size(hin, win)
         threads = torch.get_num_threads()
@@ -174,10 +198,13 @@ class FusedD2plus1d(nn.Module):
         if ldo is None or tuple(out.shape) != (n, self.cout, frames, h, w):
             raise ValueError(f"output buffer of shape {tuple(out.shape)} is not channels-last rows of "
                              f"{(n, self.cout, frames, h, w)}")
-        res = x if self.residual else None
+        if residual is not None:
+            res, ldr = _rows(residual)
+        else:
+            res, ldr = (x, ldx) if self.residual else (None, 0)
         status = self.lib.d2plus1d_back(
             ptr(y), n, frames * h * w, self.cp, ptr(scale), ptr(self.wc), ptr(self.bc), self.coutp, self.cout,
-            ptr(res), ldx, ptr(out), ldo, int(self.relu), threads,
+            ptr(res), ldr, ptr(out), ldo, int(self.relu or relu), threads,
         )
         if status:
             raise MemoryError("the fused D(2+1)D kernel could not allocate its per-thread buffers")
@@ -186,17 +213,38 @@ class FusedD2plus1d(nn.Module):
 
 class FusedTOSA(nn.Module):
     """Wraps a T-OSA block whose units are all FusedD2plus1d: the units write into one channels-last
-    buffer laid out as the block's concatenation, which the aggregation conv then reads."""
+    buffer laid out as the block's concatenation, which the aggregation conv (BN folded, run by the
+    kernel's GEMM) then reads."""
 
     def __init__(self, block):
         super().__init__()
         self.block = block
+        parts = block.aggregation_parts()
+        conv = parts["conv"]
+        self.packed = is_pointwise(conv) and isinstance(parts["bn"], nn.Identity)
+        if self.packed:
+            self.cin, self.cout, self.coutp = conv.in_channels, conv.out_channels, _padded(conv.out_channels)
+            w, b = pack_pointwise(conv, self.cin, self.coutp)
+            self.register_buffer("w", w, persistent=False)
+            self.register_buffer("b", b, persistent=False)
+
+    @property
+    def lib(self):
+        return kernels.load_library("d2plus1d_cpu")
+
+    def applies(self, x):
+        return self.block.aggregation_parts()["units"][0].applies(x)
 
     def forward(self, x):
+        if not self.applies(x):
+            return self.block(x)
+        return self.compute(x)
+
+    def compute(self, x, residual=None, relu=False):
+        """Runs the block on `x` (the kernel applies: see FusedD2plus1d.applies); `residual` / `relu`:
+        the enclosing residual block's shortcut and ReLU, joined to the aggregation conv."""
         parts = self.block.aggregation_parts()
         layers = parts["units"]
-        if not layers[0].applies(x):
-            return self.block(x)
         n, c, frames, hin, win = x.shape
         h, w = layers[0].out_size(hin, win)
         buf = torch.empty((n, parts["conv"].in_channels, frames, h, w), memory_format=torch.channels_last_3d)
@@ -209,7 +257,49 @@ class FusedTOSA(nn.Module):
             out = buf[:, offset:offset + layer.cout]
             layer.compute(inp, out)
             inp, offset = out, offset + layer.cout
-        return parts["bn"](parts["conv"](buf))
+        if not self.packed:
+            y = parts["bn"](parts["conv"](buf))
+            if residual is not None:
+                y = y + residual
+            return torch.relu_(y) if relu else y
+        out = torch.empty((n, self.cout, frames, h, w), memory_format=torch.channels_last_3d)
+        res, ldr = _rows(residual) if residual is not None else (None, 0)
+        ptr = kernels.pointer
+        self.lib.pointwise_rows(ptr(buf), self.cin, n * frames * h * w, self.cin, ptr(self.w), self.coutp,
+                                ptr(self.b), ptr(out), self.cout, self.cout, ptr(res), ldr, int(relu),
+                                torch.get_num_threads())
+        return out
+
+
+class FusedResBlock(nn.Module):
+    """Wraps a residual block (`residual_parts()`: ReLU(shortcut(x) + branch2(x))) whose branch2 is
+    fused (FusedTOSA, or a FusedD2plus1d without a residual of its own, as in X3D with d2plus1d
+    units): the shortcut is added and the ReLU applied in the kernel's last GEMM, not as two more
+    passes over the block output."""
+
+    def __init__(self, block):
+        super().__init__()
+        self.block = block
+
+    def forward(self, x):
+        parts = self.block.residual_parts()
+        branch = parts["branch2"]
+        if not branch.applies(x):
+            return self.block(x)
+        shortcut = x
+        for m in parts["shortcut"]:
+            shortcut = m(shortcut)
+        return branch.compute(x, residual=shortcut, relu=True)
+
+
+def _fusable_residual_block(m):
+    describe = getattr(m, "residual_parts", None)
+    if not callable(describe):
+        return False
+    parts = describe()
+    branch = parts["branch2"]
+    own = isinstance(branch, FusedD2plus1d) and (branch.residual or branch.relu)
+    return (isinstance(branch, (FusedTOSA, FusedD2plus1d)) and not own and type(parts["out_act"]) is nn.ReLU)
 
 
 def has_fusable_units(model):
@@ -225,7 +315,8 @@ def fuse_d2plus1d_blocks(model):
     if kernels.load_library("d2plus1d_cpu") is None:
         return 0
     # Blocks already wrapped (a second call) are left as they are.
-    wrapped = tuple(n + "." for n, m in model.named_modules() if isinstance(m, (FusedD2plus1d, FusedTOSA)))
+    wrapped = tuple(n + "." for n, m in model.named_modules()
+                    if isinstance(m, (FusedD2plus1d, FusedTOSA, FusedResBlock)))
     found = [(name, m, d2plus1d_parts(m)) for name, m in model.named_modules() if not name.startswith(wrapped)]
     count = 0
     for name, m, parts in found:
@@ -238,5 +329,8 @@ def fuse_d2plus1d_blocks(model):
         describe = getattr(m, "aggregation_parts", None)
         if callable(describe) and name and all(isinstance(u, FusedD2plus1d) for u in describe()["units"]):
             set_submodule(model, name, FusedTOSA(m))
+    for name, m in list(model.named_modules()):
+        if name and not name.startswith(wrapped) and _fusable_residual_block(m):
+            set_submodule(model, name, FusedResBlock(m))
     logger.debug("Fused %d D(2+1)D bottlenecks for CPU inference", count)
     return count

@@ -12,7 +12,8 @@
    writes y once, the back reads y once and writes the unit output. SE needs the mean of y over the
    whole clip, hence the split.
 
-   Internal buffers (y, weights) pad channels to a multiple of 16 with zeros. Built by
+   Internal buffers (y, weights) pad channels to a multiple of the vector width (d2plus1d_lanes())
+   with zeros. Built by
    vov3d/runtime/kernels.py with the system C compiler (-O3 -march=native, OpenMP when available);
    plain C with GCC/Clang vector extensions, no fast-math (the process's FP state is left alone). */
 
@@ -27,9 +28,8 @@
 
 /* The vector width follows the ISA the library is compiled for: 16 floats (one zmm register) with
    AVX-512, 8 (one ymm register) with AVX/AVX2, else 4 (SSE, NEON). A 16-float vector on an
-   AVX2 machine is two ymm registers, so the 6 x 2 GEMM tile needed 24 of the 16 ymm registers and
-   spilled its accumulators to the stack in every inner iteration: the kernel ran ~3x slower than
-   stock ops there. Buffers stay padded to 16 channels (a multiple of every width). */
+   AVX2 machine is two ymm registers, so a 6 x 2 GEMM tile of them needs 24 of the 16 ymm registers
+   and spills its accumulators. */
 #if defined(__AVX512F__)
 #define VW 16
 #elif defined(__AVX__)
@@ -43,6 +43,9 @@ typedef int vi __attribute__((vector_size(VW * 4), aligned(4)));
 #define LD(p) (*(const vf *)(p))
 #define ST(p, v) (*(vf *)(p) = (v))
 
+/* One broadcast. Written as an initializer: a loop setting lane by lane (v[i] = a) was compiled by
+   GCC 12 into a chain of masked broadcasts (AVX-512) or lane inserts (AVX2) in the GEMM's inner
+   loop, which ran at 12 GFLOP/s instead of 110 on one Zen 4 core (3x slower than stock ops). */
 static inline vf splat(float a) {
 #if VW == 16
   return (vf){a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a};
@@ -300,5 +303,26 @@ int d2plus1d_back(const float *y, int N, long TP, int Cp, const float *scale, co
   return failed; /* 1: out of memory */
 }
 
+/* A 1x1x1 conv on channels-last rows (a T-OSA block's aggregation conv, BN folded), with the
+   residual and ReLU of the block that follows it: out[m] = [relu](x[m] W + bias [+ res[m]]) for M
+   rows. x: rows of K at stride ldx; W [K][Np], bias [Np]; out: rows of N at stride ldo; res (may
+   be NULL): rows at stride ldr. */
+int pointwise_rows(const float *x, long ldx, long M, int K, const float *W, int Np, const float *bias, float *out,
+                   long ldo, int N, const float *res, long ldr, int relu, int nthreads) {
+  const long rows = 48; /* rows per job: a 48 x K slice of x stays in L2 while the column blocks pass */
+  const long jobs = (M + rows - 1) / rows;
+  if (nthreads < 1) nthreads = 1;
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (long job = 0; job < jobs; job++) {
+    const long m0 = job * rows, m1 = m0 + rows < M ? m0 + rows : M;
+    gemm(x + m0 * ldx, ldx, m1 - m0, K, W, Np, bias, out + m0 * ldo, ldo, N, res ? res + m0 * ldr : 0, ldr, relu);
+  }
+  return 0;
+}
+
+/* The channel vector width the library was built with: packed weights and internal buffers pad
+   channels to a multiple of it. */
+int d2plus1d_lanes(void) { return VW; }
+
 /* Lets the loader check that it has the library it built. */
-int d2plus1d_abi_version(void) { return 3; }
+int d2plus1d_abi_version(void) { return 4; }
