@@ -198,6 +198,7 @@ def test_whole_models_match_with_fused_units(kernel, rel, opts, units, blocks, r
     assert sum(isinstance(m, FusedD2plus1d) for m in fused.modules()) == units
     assert sum(isinstance(m, FusedTOSA) for m in fused.modules()) == blocks
     assert sum(isinstance(m, FusedResBlock) for m in fused.modules()) == residual_blocks
+    assert all(m.packed for m in fused.modules() if isinstance(m, FusedTOSA))  # one kernel call per block
     assert not any(isinstance(m, (FusedD2plus1d, FusedTOSA)) for m in model.modules())  # model untouched
     (lp, pp), (lf, pf) = _logits(plain, x), _logits(fused, x)
     assert (lf - lp).abs().max().item() <= TOL * max(1.0, lp.abs().max().item())
@@ -284,6 +285,21 @@ def test_fusion_only_touches_inference_copies(kernel):
         torch.save(inf, buf)
         buf.seek(0)
         assert torch.equal(torch.load(buf, weights_only=False)([x]), inf([x]))
+
+
+def test_tosa_block_unit_by_unit_path_matches(kernel):
+    """A block whose aggregation conv is not packed (its BN left) runs unit by unit, same outputs."""
+    cfg = tiny_cfg("Kinetics/VoV3D_M_16x5.yaml")
+    torch.manual_seed(0)
+    model = randomize_bn(build_model(cfg)).eval()
+    x = to_model_format(torch.randn(2, 3, 4, 32, 32), cfg)
+    inf = inference_copy(model, cfg, x)
+    blocks = [m for m in inf.modules() if isinstance(m, FusedTOSA)]
+    with torch.no_grad():
+        ref = inf([x])
+        for b in blocks:
+            b.packed = False
+        assert (inf([x]) - ref).abs().max().item() <= TOL
 
 
 def test_traced_inference_copy_records_stock_ops(kernel):

@@ -212,21 +212,54 @@ class FusedD2plus1d(nn.Module):
 
 
 class FusedTOSA(nn.Module):
-    """Wraps a T-OSA block whose units are all FusedD2plus1d: the units write into one channels-last
-    buffer laid out as the block's concatenation, which the aggregation conv (BN folded, run by the
-    kernel's GEMM) then reads."""
+    """Wraps a T-OSA block whose units are all FusedD2plus1d. With its aggregation conv BN-folded the
+    whole block is one kernel call (tosa_block: every unit writes into the block's channels-last
+    concatenation buffer, SE gates included, then the aggregation conv reads it); otherwise the units
+    write into that buffer one by one and the aggregation runs as stock ops."""
 
     def __init__(self, block):
         super().__init__()
         self.block = block
         parts = block.aggregation_parts()
-        conv = parts["conv"]
-        self.packed = is_pointwise(conv) and isinstance(parts["bn"], nn.Identity)
+        self.packed = is_pointwise(parts["conv"]) and isinstance(parts["bn"], nn.Identity)
         if self.packed:
-            self.cin, self.cout, self.coutp = conv.in_channels, conv.out_channels, _padded(conv.out_channels)
-            w, b = pack_pointwise(conv, self.cin, self.coutp)
-            self.register_buffer("w", w, persistent=False)
-            self.register_buffer("b", b, persistent=False)
+            params, table = self._pack(parts)
+            self.register_buffer("params", params, persistent=False)
+            self.register_buffer("table", table, persistent=False)
+
+    @staticmethod
+    def _pack(parts):
+        """Returns the block's weights as one float array and the int64 table of their offsets and
+        shapes the kernel reads (see tosa_block in csrc/d2plus1d_cpu.c for the fields)."""
+        chunks, size = [], 0
+
+        def add(t):
+            nonlocal size
+            start = size
+            chunks.append(t.detach().float().reshape(-1))
+            size += chunks[-1].numel()
+            if size % 16:  # every array starts on a 64-byte boundary
+                chunks.append(torch.zeros(16 - size % 16))
+                size += chunks[-1].numel()
+            return start
+
+        conv, units = parts["conv"], parts["units"]
+        first = units[0]
+        coutp = _padded(conv.out_channels)
+        w, b = pack_pointwise(conv, conv.in_channels, coutp)
+        table = [len(units), int(parts["keep_input"]), conv.in_channels, first.cin, conv.out_channels, coutp,
+                 add(w), add(b)]
+        for u in units:
+            se = u.se
+            table += [u.cin, u.inner, u.cp, u.cout, u.coutp, u.stride, int(u.residual), int(u.relu),
+                      se.fc1.out_channels if se is not None else 0,
+                      add(u.wa), add(u.ba), add(u.w1), add(u.w2), add(u.b2), add(u.wc), add(u.bc)]
+            if se is not None:
+                table += [add(se.fc1.weight.flatten(1)), add(se.fc1.bias), add(se.fc2.weight.flatten(1)),
+                          add(se.fc2.bias)]
+            else:
+                table += [0, 0, 0, 0]
+        return torch.cat(chunks), torch.tensor(table, dtype=torch.int64)
 
     @property
     def lib(self):
@@ -248,27 +281,35 @@ class FusedTOSA(nn.Module):
         n, c, frames, hin, win = x.shape
         h, w = layers[0].out_size(hin, win)
         buf = torch.empty((n, parts["conv"].in_channels, frames, h, w), memory_format=torch.channels_last_3d)
+        if not self.packed:
+            return self._unit_by_unit(x, buf, parts, residual, relu)
+        cp = max(u.cp for u in layers)
+        y, ysum, scale = torch.empty(n * frames * h * w * cp), torch.empty(n * cp), torch.empty(n * cp)
+        out = torch.empty((n, parts["conv"].out_channels, frames, h, w), memory_format=torch.channels_last_3d)
+        res, ldr = _rows(residual) if residual is not None else (None, 0)
+        ptr = kernels.pointer
+        status = self.lib.tosa_block(ptr(x), _row_stride(x), n, frames, hin, win, ptr(self.params), ptr(self.table),
+                                     ptr(buf), ptr(y), ptr(ysum), ptr(scale), ptr(res), ldr, int(relu), ptr(out),
+                                     torch.get_num_threads())
+        if status:
+            raise MemoryError("the fused D(2+1)D kernel could not allocate its per-thread buffers")
+        return out
+
+    @staticmethod
+    def _unit_by_unit(x, buf, parts, residual, relu):
         offset = 0
         if parts["keep_input"]:
-            buf[:, :c].copy_(x)
-            offset = c
+            buf[:, :x.shape[1]].copy_(x)
+            offset = x.shape[1]
         inp = x
-        for layer in layers:
+        for layer in parts["units"]:
             out = buf[:, offset:offset + layer.cout]
             layer.compute(inp, out)
             inp, offset = out, offset + layer.cout
-        if not self.packed:
-            y = parts["bn"](parts["conv"](buf))
-            if residual is not None:
-                y = y + residual
-            return torch.relu_(y) if relu else y
-        out = torch.empty((n, self.cout, frames, h, w), memory_format=torch.channels_last_3d)
-        res, ldr = _rows(residual) if residual is not None else (None, 0)
-        ptr = kernels.pointer
-        self.lib.pointwise_rows(ptr(buf), self.cin, n * frames * h * w, self.cin, ptr(self.w), self.coutp,
-                                ptr(self.b), ptr(out), self.cout, self.cout, ptr(res), ldr, int(relu),
-                                torch.get_num_threads())
-        return out
+        y = parts["bn"](parts["conv"](buf))
+        if residual is not None:
+            y = y + residual
+        return torch.relu_(y) if relu else y
 
 
 class FusedResBlock(nn.Module):

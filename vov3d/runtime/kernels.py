@@ -28,7 +28,7 @@ import torch  # noqa: F401  (loaded first: the kernel then shares torch's OpenMP
 logger = logging.getLogger(__name__)
 
 CSRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc")
-ABI_VERSION = 4
+ABI_VERSION = 5
 
 _lock = threading.Lock()
 _libraries = {}
@@ -43,6 +43,8 @@ SIGNATURES = {
         "d2plus1d_back": [_p, _i, _l, _i, _p, _p, _p, _i, _i, _p, _l, _p, _l, _i, _i],
         # x, ldx, M, K, W, Np, bias, out, ldo, N, res, ldr, relu, nthreads
         "pointwise_rows": [_p, _l, _l, _i, _p, _i, _p, _p, _l, _i, _p, _l, _i, _i],
+        # x, ldx, N, T, Hin, Win, params, table, buf, y, ysum, scale, res, ldr, relu, out, nthreads
+        "tosa_block": [_p, _l, _i, _i, _i, _i, _p, _p, _p, _p, _p, _p, _p, _l, _i, _p, _i],
         "d2plus1d_lanes": [],
         "d2plus1d_abi_version": [],
     },

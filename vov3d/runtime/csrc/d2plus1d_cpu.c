@@ -320,9 +320,88 @@ int pointwise_rows(const float *x, long ldx, long M, int K, const float *W, int 
   return 0;
 }
 
+/* ------------------------------------------------------------------------------------------- */
+/* A whole T-OSA block in one call: every unit (front, SE gate, back) writes into the block's      */
+/* concatenation buffer, then the aggregation conv (+ the enclosing residual block's shortcut and */
+/* ReLU) reads it. One call per block instead of two per unit plus the SE gate's tensor ops.       */
+/* ------------------------------------------------------------------------------------------- */
+
+/* The parameter table of a block (int64): a header, then one row of U_FIELDS per unit. Offsets
+   index the block's one float parameter array; weights are packed as for d2plus1d_front / _back. */
+enum { B_UNITS, B_KEEP_INPUT, B_CBUF, B_CIN, B_COUT, B_COUTP, B_AGG_W, B_AGG_B, B_FIELDS };
+enum {
+  U_CIN, U_INNER, U_CP, U_COUT, U_COUTP, U_STRIDE, U_RESIDUAL, U_RELU, U_SE, /* SE hidden width, 0: none */
+  U_WA, U_BA, U_W1, U_W2, U_B2, U_WC, U_BC, U_SE_W1, U_SE_B1, U_SE_W2, U_SE_B2, U_FIELDS
+};
+
+/* SE gate per clip: scale = sigmoid(W2 relu(W1 mean + b1) + b2), mean = ysum / count; W1 [d][inner],
+   W2 [inner][d] (the 1x1x1 convs' weights as they are). Padded channels get 0. */
+static void se_gate(const float *ysum, int N, int inner, int Cp, long count, int d, const float *W1, const float *b1,
+                    const float *W2, const float *b2, float *scale) {
+  float hidden[d];
+  for (int n = 0; n < N; n++) {
+    const float *sum = ysum + (long)n * Cp;
+    float *sc = scale + (long)n * Cp;
+    for (int j = 0; j < d; j++) {
+      float acc = 0.f;
+      for (int c = 0; c < inner; c++) acc += W1[(long)j * inner + c] * (sum[c] / (float)count);
+      acc += b1[j];
+      hidden[j] = acc > 0.f ? acc : 0.f;
+    }
+    for (int c = 0; c < inner; c++) {
+      float acc = 0.f;
+      for (int j = 0; j < d; j++) acc += W2[(long)c * d + j] * hidden[j];
+      acc += b2[c];
+      sc[c] = 1.f / (1.f + exp_v(splat(-acc))[0]); /* the kernel's own exp: no libm needed */
+    }
+    for (int c = inner; c < Cp; c++) sc[c] = 0.f;
+  }
+}
+
+/* x: N clips of [T][Hin][Win] rows at stride ldx. buf: the concatenation, [N][T][H][W] rows of
+   table[B_CBUF]; y: scratch of N*T*H*W*(largest Cp) floats; ysum, scale: N*(largest Cp). out: rows
+   of table[B_COUT]; res (may be NULL): rows at stride ldr, added before the final ReLU (relu). */
+int tosa_block(const float *x, long ldx, int N, int T, int Hin, int Win, const float *p, const long *table,
+               float *buf, float *y, float *ysum, float *scale, const float *res, long ldr, int relu, float *out,
+               int nthreads) {
+  const long units = table[B_UNITS], cbuf = table[B_CBUF], cin = table[B_CIN];
+  const long *u0 = table + B_FIELDS;
+  const int s0 = (int)u0[U_STRIDE];
+  const int H = (Hin - 1) / s0 + 1, W = (Win - 1) / s0 + 1;
+  const long rows = (long)N * T * H * W;
+  long offset = 0;
+  if (table[B_KEEP_INPUT]) { /* stride 1: the block input is the first slice of the concatenation */
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+    for (long m = 0; m < rows; m++) memcpy(buf + m * cbuf, x + m * ldx, (size_t)cin * sizeof(float));
+    offset = cin;
+  }
+  const float *in = x;
+  long ld = ldx;
+  int hin = Hin, win = Win;
+  for (long i = 0; i < units; i++) {
+    const long *u = table + B_FIELDS + i * U_FIELDS;
+    const int cp = (int)u[U_CP], d = (int)u[U_SE];
+    if (d2plus1d_front(in, ld, N, T, hin, win, (int)u[U_CIN], p + u[U_WA], p + u[U_BA], cp, (int)u[U_STRIDE],
+                       p + u[U_W1], p + u[U_W2], p + u[U_B2], y, ysum, nthreads))
+      return 1;
+    if (d) se_gate(ysum, N, (int)u[U_INNER], cp, (long)T * H * W, d, p + u[U_SE_W1], p + u[U_SE_B1], p + u[U_SE_W2],
+                   p + u[U_SE_B2], scale);
+    if (d2plus1d_back(y, N, (long)T * H * W, cp, d ? scale : 0, p + u[U_WC], p + u[U_BC], (int)u[U_COUTP],
+                      (int)u[U_COUT], u[U_RESIDUAL] ? in : 0, ld, buf + offset, cbuf, (int)u[U_RELU], nthreads))
+      return 1;
+    in = buf + offset;
+    ld = cbuf;
+    hin = H;
+    win = W;
+    offset += u[U_COUT];
+  }
+  return pointwise_rows(buf, cbuf, rows, (int)cbuf, p + table[B_AGG_W], (int)table[B_COUTP], p + table[B_AGG_B], out,
+                        table[B_COUT], (int)table[B_COUT], res, ldr, relu, nthreads);
+}
+
 /* The channel vector width the library was built with: packed weights and internal buffers pad
    channels to a multiple of it. */
 int d2plus1d_lanes(void) { return VW; }
 
 /* Lets the loader check that it has the library it built. */
-int d2plus1d_abi_version(void) { return 4; }
+int d2plus1d_abi_version(void) { return 5; }
