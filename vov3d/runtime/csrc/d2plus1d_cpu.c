@@ -173,21 +173,40 @@ static void gemm(const float *A, long lda, long M, int K, const float *B, int Np
   }
 }
 
-/* Depthwise 1x3x3 conv, padding 1, stride s, no bias: in [Hin][Win][Cp] -> out [H][W][Cp]; w [9][Cp]. */
+/* Depthwise 1x3x3 conv, padding 1, stride s, no bias: in [Hin][Win][Cp] -> out [H][W][Cp]; w [9][Cp].
+   One channel vector at a time with its nine taps held in registers, so an output vector costs
+   nine input loads and nine FMAs; the bounds are checked per row and at the two edge columns only. */
 static void dw3x3(const float *in, int Hin, int Win, int Cp, const float *w, int s, float *out, int H, int W) {
-  for (int h = 0; h < H; h++)
-    for (int x = 0; x < W; x++) {
-      float *o = out + ((long)h * W + x) * Cp;
-      int i0 = h * s - 1 < 0 ? 1 : 0, i1 = h * s + 1 >= Hin ? 2 : 3;
-      int j0 = x * s - 1 < 0 ? 1 : 0, j1 = x * s + 1 >= Win ? 2 : 3;
-      for (int c = 0; c < Cp; c += VW) {
-        vf acc = splat(0.f);
-        for (int i = i0; i < i1; i++)
-          for (int j = j0; j < j1; j++)
-            acc += LD(w + (i * 3 + j) * Cp + c) * LD(in + ((long)(h * s + i - 1) * Win + (x * s + j - 1)) * Cp + c);
-        ST(o + c, acc);
+  const long row = (long)Win * Cp;
+  for (int c = 0; c < Cp; c += VW) {
+    const vf k0 = LD(w + c), k1 = LD(w + Cp + c), k2 = LD(w + 2 * Cp + c), k3 = LD(w + 3 * Cp + c),
+             k4 = LD(w + 4 * Cp + c), k5 = LD(w + 5 * Cp + c), k6 = LD(w + 6 * Cp + c), k7 = LD(w + 7 * Cp + c),
+             k8 = LD(w + 8 * Cp + c);
+    for (int h = 0; h < H; h++) {
+      const int r = h * s - 1; /* the input row of the top taps */
+      const float *mid = in + (long)(r + 1) * row + c;
+      const float *top = r >= 0 ? mid - row : 0, *bot = r + 2 < Hin ? mid + row : 0;
+      float *o = out + (long)h * W * Cp + c;
+      for (int x = 0; x < W; x++) {
+        const int q = x * s - 1; /* the input column of the left taps */
+        vf acc;
+        if (q >= 0 && q + 2 < Win) {
+          const long a = (long)q * Cp;
+          acc = k3 * LD(mid + a) + k4 * LD(mid + a + Cp) + k5 * LD(mid + a + 2 * Cp);
+          if (top) acc += k0 * LD(top + a) + k1 * LD(top + a + Cp) + k2 * LD(top + a + 2 * Cp);
+          if (bot) acc += k6 * LD(bot + a) + k7 * LD(bot + a + Cp) + k8 * LD(bot + a + 2 * Cp);
+        } else { /* an edge column: the taps outside the frame are zeros */
+          const vf z = splat(0.f);
+          const long a = (long)q * Cp;
+          const int left = q >= 0, right = q + 2 < Win;
+          acc = (left ? k3 * LD(mid + a) : z) + k4 * LD(mid + a + Cp) + (right ? k5 * LD(mid + a + 2 * Cp) : z);
+          if (top) acc += (left ? k0 * LD(top + a) : z) + k1 * LD(top + a + Cp) + (right ? k2 * LD(top + a + 2 * Cp) : z);
+          if (bot) acc += (left ? k6 * LD(bot + a) : z) + k7 * LD(bot + a + Cp) + (right ? k8 * LD(bot + a + 2 * Cp) : z);
+        }
+        ST(o + (long)x * Cp, acc);
       }
     }
+  }
 }
 
 static int gcd(int a, int b) { return b ? gcd(b, a % b) : a; }
