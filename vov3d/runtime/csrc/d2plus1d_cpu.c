@@ -103,72 +103,122 @@ static inline vf swish_v(vf v) { return v / (splat(1.f) + exp_v(-v)); }
 
 /* ------------------------------------------------------------------------------------------- */
 /* GEMM with fused epilogue: C[M x N] = act(A[M x K] B[K x Np] + bias (+ Rsd)).                  */
-/* B and bias are padded to Np (a multiple of 16) with zeros; only N columns of C are written.   */
+/* B and bias are padded to Np (a multiple of VW) with zeros; only N columns of C are written.   */
 /* ------------------------------------------------------------------------------------------- */
 
-static inline __attribute__((always_inline)) void gemm_tile(
-    int R, int NV, const float *A, long lda, int K, const float *B, int Np, const float *bias, float *C, long ldc,
-    int ncols, const float *Rsd, long ldr, int relu) {
-  vf acc[6][2];
-  for (int i = 0; i < R; i++)
-    for (int v = 0; v < NV; v++) acc[i][v] = LD(bias + v * VW);
-  for (int k = 0; k < K; k++) {
-    vf b[2];
-    for (int v = 0; v < NV; v++) b[v] = LD(B + (long)k * Np + v * VW);
-    for (int i = 0; i < R; i++) {
-      vf a = splat(A[i * lda + k]);
-      for (int v = 0; v < NV; v++) acc[i][v] += a * b[v];
-    }
-  }
-  for (int i = 0; i < R; i++)
-    for (int v = 0; v < NV; v++) {
-      int n = ncols - v * VW;
-      if (n <= 0) break;
-      vf o = acc[i][v];
-      float *c = C + i * ldc + v * VW;
-      if (n >= VW) {
-        if (Rsd) o += LD(Rsd + i * ldr + v * VW);
-        if (relu) o = relu_v(o);
-        ST(c, o);
-      } else {
-        if (Rsd) o += load_part(Rsd + i * ldr + v * VW, n);
-        if (relu) o = relu_v(o);
-        store_part(c, o, n);
-      }
-    }
+/* Half vectors (VW / 2 floats) for the last columns: a 20-wide output on 16-float vectors is one
+   full and one half vector (24 columns computed) instead of two (32). */
+#define VH (VW / 2)
+typedef float vhf __attribute__((vector_size(VH * 4), aligned(4)));
+typedef int vhi __attribute__((vector_size(VH * 4), aligned(4)));
+static inline vhf splat_h(float a) {
+#if VH == 8
+  return (vhf){a, a, a, a, a, a, a, a};
+#elif VH == 4
+  return (vhf){a, a, a, a};
+#else
+  return (vhf){a, a};
+#endif
 }
 
-#define TILE(R, NV) gemm_tile(R, NV, a, lda, K, b, Np, bias + j0, c, ldc, N - j0, rs, ldr, relu)
+/* out row i of a tile: act(acc + residual), the first n (<= width) columns stored. */
+#define EPILOGUE(TYPE, ITYPE, WIDTH, SPLAT, o, c, r, n)                                       \
+  do {                                                                                        \
+    TYPE o_ = (o);                                                                            \
+    if ((n) >= WIDTH) {                                                                       \
+      if (r) o_ += *(const TYPE *)(r);                                                        \
+      if (relu) o_ = (TYPE)((ITYPE)o_ & (ITYPE)(o_ > SPLAT(0.f)));                            \
+      *(TYPE *)(c) = o_;                                                                      \
+    } else {                                                                                  \
+      for (int l_ = 0; l_ < (n); l_++) {                                                      \
+        float e_ = o_[l_] + ((r) ? (r)[l_] : 0.f);                                            \
+        (c)[l_] = relu && !(e_ > 0.f) ? 0.f : e_;                                             \
+      }                                                                                       \
+    }                                                                                         \
+  } while (0)
+
+/* An R x (NV full + HV half vectors) tile; R, NV, HV are constants at every call site. */
+static inline __attribute__((always_inline)) void gemm_tile(
+    int R, int NV, int HV, const float *A, long lda, int K, const float *B, int Np, const float *bias, float *C,
+    long ldc, int ncols, const float *Rsd, long ldr, int relu) {
+  vf acc[6][2];
+  vhf acch[6];
+  for (int i = 0; i < R; i++) {
+    for (int v = 0; v < NV; v++) acc[i][v] = LD(bias + v * VW);
+    if (HV) acch[i] = *(const vhf *)(bias + NV * VW);
+  }
+  for (int k = 0; k < K; k++) {
+    vf b[2];
+    vhf bh = splat_h(0.f);
+    for (int v = 0; v < NV; v++) b[v] = LD(B + (long)k * Np + v * VW);
+    if (HV) bh = *(const vhf *)(B + (long)k * Np + NV * VW);
+    for (int i = 0; i < R; i++) {
+      const float a = A[i * lda + k];
+      if (NV) {
+        const vf av = splat(a);
+        for (int v = 0; v < NV; v++) acc[i][v] += av * b[v];
+      }
+      if (HV) acch[i] += splat_h(a) * bh;
+    }
+  }
+  for (int i = 0; i < R; i++) {
+    for (int v = 0; v < NV; v++) {
+      const int n = ncols - v * VW;
+      if (n <= 0) break;
+      const float *r = Rsd ? Rsd + i * ldr + v * VW : 0;
+      EPILOGUE(vf, vi, VW, splat, acc[i][v], C + i * ldc + v * VW, r, n);
+    }
+    if (HV) {
+      const int n = ncols - NV * VW;
+      const float *r = Rsd ? Rsd + i * ldr + NV * VW : 0;
+      if (n > 0) EPILOGUE(vhf, vhi, VH, splat_h, acch[i], C + i * ldc + NV * VW, r, n);
+    }
+  }
+}
+
+/* All rows of one column block of width NV * VW + HV * VH starting at column j0. */
+static inline __attribute__((always_inline)) void gemm_columns(
+    int NV, int HV, const float *A, long lda, long M, int K, const float *B, int Np, const float *bias, float *C,
+    long ldc, int N, int j0, const float *Rsd, long ldr, int relu) {
+#define TILE(R) gemm_tile(R, NV, HV, a, lda, K, B + j0, Np, bias + j0, c, ldc, N - j0, rs, ldr, relu)
+  long m = 0;
+  for (; m + 6 <= M; m += 6) {
+    const float *a = A + m * lda;
+    float *c = C + m * ldc + j0;
+    const float *rs = Rsd ? Rsd + m * ldr + j0 : 0;
+    TILE(6);
+  }
+  if (m < M) {
+    const float *a = A + m * lda;
+    float *c = C + m * ldc + j0;
+    const float *rs = Rsd ? Rsd + m * ldr + j0 : 0;
+    switch ((int)(M - m)) {
+      case 1: TILE(1); break;
+      case 2: TILE(2); break;
+      case 3: TILE(3); break;
+      case 4: TILE(4); break;
+      default: TILE(5); break;
+    }
+  }
+#undef TILE
+}
 
 static void gemm(const float *A, long lda, long M, int K, const float *B, int Np, const float *bias, float *C,
                  long ldc, int N, const float *Rsd, long ldr, int relu) {
-  for (int j0 = 0; j0 < N; j0 += 2 * VW) {
-    int two = j0 + VW < N; /* a second column vector holds valid outputs */
-    const float *b = B + j0;
-    long m = 0;
-    for (; m + 6 <= M; m += 6) {
-      const float *a = A + m * lda;
-      float *c = C + m * ldc + j0;
-      const float *rs = Rsd ? Rsd + m * ldr + j0 : 0;
-      if (two) TILE(6, 2); else TILE(6, 1);
-    }
-    int rest = (int)(M - m);
-    if (rest) {
-      const float *a = A + m * lda;
-      float *c = C + m * ldc + j0;
-      const float *rs = Rsd ? Rsd + m * ldr + j0 : 0;
-      switch (rest * 2 + two) {
-        case 2: TILE(1, 1); break;
-        case 3: TILE(1, 2); break;
-        case 4: TILE(2, 1); break;
-        case 5: TILE(2, 2); break;
-        case 6: TILE(3, 1); break;
-        case 7: TILE(3, 2); break;
-        case 8: TILE(4, 1); break;
-        case 9: TILE(4, 2); break;
-        case 10: TILE(5, 1); break;
-        default: TILE(5, 2); break;
-      }
+  for (int j0 = 0; j0 < N;) {
+    const int rest = N - j0; /* the narrowest block that covers the rest, up to two vectors */
+    if (rest > VW + VH) {
+      gemm_columns(2, 0, A, lda, M, K, B, Np, bias, C, ldc, N, j0, Rsd, ldr, relu);
+      j0 += 2 * VW;
+    } else if (rest > VW) {
+      gemm_columns(1, 1, A, lda, M, K, B, Np, bias, C, ldc, N, j0, Rsd, ldr, relu);
+      j0 += VW + VH;
+    } else if (rest > VH) {
+      gemm_columns(1, 0, A, lda, M, K, B, Np, bias, C, ldc, N, j0, Rsd, ldr, relu);
+      j0 += VW;
+    } else {
+      gemm_columns(0, 1, A, lda, M, K, B, Np, bias, C, ldc, N, j0, Rsd, ldr, relu);
+      j0 += VH;
     }
   }
 }
