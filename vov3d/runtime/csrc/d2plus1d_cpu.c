@@ -259,6 +259,16 @@ static void dw3x3(const float *in, int Hin, int Win, int Cp, const float *w, int
   }
 }
 
+/* Rows per job for M rows split among nthreads: about `target`, in whole 6-row GEMM tiles, with a
+   job count that is a multiple of the threads when it can be (512 rows in 192-row jobs gave one
+   thread twice the work of the other). */
+static long rows_per_job(long M, long target, int nthreads) {
+  long jobs = (M + target - 1) / target;
+  jobs = (jobs + nthreads - 1) / nthreads * nthreads;
+  const long rows = (M + jobs - 1) / jobs;
+  return rows < 6 ? 6 : (rows + 5) / 6 * 6;
+}
+
 static int gcd(int a, int b) { return b ? gcd(b, a % b) : a; }
 
 /* Front. x: N clips of [T][Hin][Win] rows, row stride ldx (>= Cin). Wa [Cin][Cp], ba [Cp], W1 [9][Cp],
@@ -340,10 +350,10 @@ int d2plus1d_front(const float *x, long ldx, int N, int T, int Hin, int Win, int
 int d2plus1d_back(const float *y, int N, long TP, int Cp, const float *scale, const float *Wc, const float *bc,
                    int Coutp, int Cout, const float *res, long ldr, float *out, long ldo, int relu, int nthreads) {
   const long M = (long)N * TP;
-  const long rows = 192; /* rows per job: a z tile of rows x Cp stays in L2 */
+  if (nthreads < 1) nthreads = 1;
+  const long rows = rows_per_job(M, 192, nthreads); /* a z tile of rows x Cp stays in L2 */
   const long jobs = (M + rows - 1) / rows;
   int failed = 0;
-  if (nthreads < 1) nthreads = 1;
 #pragma omp parallel num_threads(nthreads)
   {
     float *z = aligned_alloc(64, ((size_t)rows * Cp * sizeof(float) + 63) / 64 * 64);
@@ -378,9 +388,10 @@ int d2plus1d_back(const float *y, int N, long TP, int Cp, const float *scale, co
    be NULL): rows at stride ldr. */
 int pointwise_rows(const float *x, long ldx, long M, int K, const float *W, int Np, const float *bias, float *out,
                    long ldo, int N, const float *res, long ldr, int relu, int nthreads) {
-  const long rows = 48; /* rows per job: a 48 x K slice of x stays in L2 while the column blocks pass */
-  const long jobs = (M + rows - 1) / rows;
   if (nthreads < 1) nthreads = 1;
+  /* ~48 rows per job: a slice of x stays in L2 while the column blocks pass */
+  const long rows = rows_per_job(M, 48, nthreads);
+  const long jobs = (M + rows - 1) / rows;
 #pragma omp parallel for schedule(static) num_threads(nthreads)
   for (long job = 0; job < jobs; job++) {
     const long m0 = job * rows, m1 = m0 + rows < M ? m0 + rows : M;
