@@ -139,10 +139,10 @@ def test_explicit_values_are_never_measured(monkeypatch):
 
     monkeypatch.setattr(autotune, "decide", no_measuring)
     cfg = tiny_cfg(MEMORY_FORMAT="channels_last_3d", DEPTHWISE_IMPL="conv2d", CPU_FUSED_UNITS="off",
-                   POINTWISE_IMPL="matmul")
+                   POINTWISE_IMPL="matmul", BATCHNORM_IMPL="kernel")
     model = build_model(cfg)
     prepare.prepare_for_training(model, cfg)
-    assert model.runtime_route == "cl3d+dw_conv2d+pw_matmul"
+    assert model.runtime_route == "cl3d+dw_conv2d+pw_matmul+bn_kernel"
     inf = prepare.prepare_for_inference(model, cfg)
     x = torch.randn(1, 3, 4, 32, 32)
     assert inf.route_for([x]).name == "cl3d+dw_conv2d+pw_matmul"
@@ -174,8 +174,9 @@ def test_auto_measures_once_per_shape_and_leaves_the_model_as_it_was(monkeypatch
     state = {k: v.clone() for k, v in model.state_dict().items()}
     rng = torch.get_rng_state()
     prepare.prepare_for_training(model, cfg)
-    assert calls[0] == ("train", (2, 3, 4, 32, 32), ("stock", "dw_conv2d", "cl3d", "cl3d+pw_matmul", "cl3d+dw_conv2d",
-                                                     "cl3d+dw_conv2d+pw_matmul"))
+    assert calls[0] == ("train", (2, 3, 4, 32, 32), (
+        "stock", "dw_conv2d", "cl3d", "cl3d+bn_kernel", "cl3d+pw_matmul", "cl3d+pw_matmul+bn_kernel", "cl3d+dw_conv2d",
+        "cl3d+dw_conv2d+bn_kernel", "cl3d+dw_conv2d+pw_matmul", "cl3d+dw_conv2d+pw_matmul+bn_kernel"))
     assert timed[0] == sorted(calls[0][2])  # every candidate agreed with stock and was timed
     assert torch.equal(torch.get_rng_state(), rng)  # dropout streams unchanged by the measurement
     for k, v in model.state_dict().items():  # BN running statistics restored, weights untouched

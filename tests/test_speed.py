@@ -163,11 +163,20 @@ def test_auto_levers_offer_stock_first_and_explicit_values_only_themselves():
     assert levers.fused_units_choices(cfg, "cuda") == [False]  # a CPU kernel
     assert levers.inference_amp_choices(cfg, "cpu") == [None]  # autocast on CPU is opt-in
     assert levers.pointwise_choices(cfg) == ["conv", "matmul"]
+    assert levers.batchnorm_choices(cfg, "cpu") == ["stock", "kernel"]
+    assert levers.batchnorm_choices(cfg, "cuda") == ["stock"]  # a CPU kernel
     model = build_model(cfg)
+    cfg.MODEL.BATCHNORM_IMPL = "stock"
     names = [r.name for r in prepare.candidate_routes(cfg, model, "cpu", inference=False)]
     assert names == ["stock", "dw_conv2d", "cl3d", "cl3d+pw_matmul", "cl3d+dw_conv2d", "cl3d+dw_conv2d+pw_matmul"]
+    cfg.MODEL.BATCHNORM_IMPL = "auto"  # the BN kernel: channels-last training routes only
+    names = [r.name for r in prepare.candidate_routes(cfg, model, "cpu", inference=False)]
+    assert names == ["stock", "dw_conv2d", "cl3d", "cl3d+bn_kernel", "cl3d+pw_matmul", "cl3d+pw_matmul+bn_kernel",
+                     "cl3d+dw_conv2d", "cl3d+dw_conv2d+bn_kernel", "cl3d+dw_conv2d+pw_matmul",
+                     "cl3d+dw_conv2d+pw_matmul+bn_kernel"]
     names = [r.name for r in prepare.candidate_routes(cfg, model, "cpu", inference=True)]
     assert "cl3d+dw_conv2d+fused" in names and not any("fused" in n and "pw_" in n for n in names)
+    assert not any("bn_" in n for n in names)  # inference copies fold their BNs
     cfg.MODEL.POINTWISE_IMPL = "matmul"
     cfg.MODEL.MEMORY_FORMAT = "contiguous"  # products need channels-last rows: contiguous keeps convs
     assert all(r.pointwise == "conv" for r in prepare.candidate_routes(cfg, model, "cpu", inference=False))
@@ -179,6 +188,12 @@ def test_auto_levers_offer_stock_first_and_explicit_values_only_themselves():
     assert levers.fused_units_choices(cfg, "cpu") == [True]
     assert levers.inference_amp_choices(cfg, "cpu") == [torch.bfloat16]
     assert levers.pointwise_choices(cfg) == ["matmul"]
+    cfg.MODEL.BATCHNORM_IMPL = "kernel"
+    assert levers.batchnorm_choices(cfg, "cpu") == ["kernel"]
+    cfg.MODEL.BATCHNORM_IMPL = "yes"
+    with pytest.raises(ValueError, match="MODEL.BATCHNORM_IMPL"):
+        levers.validate(cfg)
+    cfg.MODEL.BATCHNORM_IMPL = "auto"
     cfg.MODEL.DEPTHWISE_IMPL = "bogus"
     with pytest.raises(ValueError, match="MODEL.DEPTHWISE_IMPL"):
         levers.validate(cfg)

@@ -45,6 +45,7 @@ class Variant:
     memory_format: str = "contiguous"
     depthwise: str = "conv3d"
     pointwise: str = "conv"
+    batchnorm: str = "stock"
     fold_bn: bool = False
     fused_units: str = "off"
     compile: bool = False
@@ -78,6 +79,7 @@ def default_variants(device_type, with_compile=False, cfg=None):
                     train_amp="bfloat16", inference_amp="bfloat16"),
         ]
     else:
+        v.append(Variant("cl3d+dw_conv2d+bn_kernel", memory_format=cl, depthwise=dw, batchnorm="kernel"))
         v.append(Variant("cl3d+dw_conv2d+fold_bn+fused", memory_format=cl, depthwise=dw, fold_bn=True,
                          fused_units="on"))
         v.append(Variant("cl3d+dw_conv2d+bf16", memory_format=cl, depthwise=dw,
@@ -98,6 +100,7 @@ def defaults_variant(cfg, device_type):
     m = cfg.MODEL
     return Variant(
         "defaults", memory_format=m.MEMORY_FORMAT, depthwise=m.DEPTHWISE_IMPL, pointwise=m.POINTWISE_IMPL,
+        batchnorm=m.BATCHNORM_IMPL,
         fold_bn=bool(m.FOLD_BN), fused_units=m.CPU_FUSED_UNITS, compile=bool(m.COMPILE),
         cudnn_benchmark=device_type == "cuda" and bool(m.CUDNN_BENCHMARK),
         train_amp=train_amp, inference_amp=m.INFERENCE_AMP,
@@ -141,6 +144,7 @@ class Runner:
             cfg.MODEL.MEMORY_FORMAT = variant.memory_format
             cfg.MODEL.DEPTHWISE_IMPL = variant.depthwise
             cfg.MODEL.POINTWISE_IMPL = variant.pointwise
+            cfg.MODEL.BATCHNORM_IMPL = variant.batchnorm
             cfg.MODEL.FOLD_BN = variant.fold_bn
             cfg.MODEL.CPU_FUSED_UNITS = variant.fused_units
             cfg.MODEL.COMPILE = variant.compile

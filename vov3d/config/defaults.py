@@ -101,6 +101,9 @@ _C.MODEL.DEPTHWISE_IMPL = Key("auto", one_of=("auto", "conv2d", "conv3d"))
 # 1x1x1 convs of channels-last routes as: auto (measured) | conv | matmul (one matrix product over the
 # channels-last rows; vov3d/runtime/conv_routes.py: PointwiseConv3d).
 _C.MODEL.POINTWISE_IMPL = Key("auto", one_of=("auto", "conv", "matmul"))
+# Training BatchNorm of channels-last CPU clips with <= 64 channels as: auto (measured) | stock | kernel (a C
+# kernel, vov3d/runtime/batchnorm.py; an error without a C compiler). Eval and test copies are not affected.
+_C.MODEL.BATCHNORM_IMPL = Key("auto", one_of=("auto", "stock", "kernel"))
 _C.MODEL.CUDNN_BENCHMARK = True  # torch.backends.cudnn.benchmark on CUDA (autotuned conv algorithms)
 # Autocast in test/val: auto (measured on CUDA, off on CPU) | off | bfloat16 | float16.
 _C.MODEL.INFERENCE_AMP = Key("auto", one_of=("auto", "off", "bfloat16", "float16"))

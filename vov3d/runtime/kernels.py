@@ -1,4 +1,4 @@
-"""Builds and loads the C kernels in vov3d/runtime/csrc/ for CPU inference.
+"""Builds and loads the C kernels in vov3d/runtime/csrc/ (fused inference units, training BatchNorm).
 
 The kernels are plain C (no PyTorch headers), compiled on first use with the system C compiler
 (`$CC`, else `cc`) for the CPU at hand (-march=native), and called through ctypes on tensors'
@@ -28,7 +28,7 @@ import torch  # noqa: F401  (loaded first: the kernel then shares torch's OpenMP
 logger = logging.getLogger(__name__)
 
 CSRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc")
-ABI_VERSION = 5
+ABI_VERSIONS = {"d2plus1d_cpu": 5, "batchnorm_cpu": 2}  # what each library's <name>_abi_version() returns
 
 _lock = threading.Lock()
 _libraries = {}
@@ -46,7 +46,16 @@ SIGNATURES = {
         # x, ldx, N, T, Hin, Win, params, table, buf, y, ysum, scale, res, ldr, relu, out, nthreads
         "tosa_block": [_p, _l, _i, _i, _i, _i, _p, _p, _p, _p, _p, _p, _p, _l, _i, _p, _i],
         "d2plus1d_lanes": [],
-        "d2plus1d_abi_version": [],
+        "d2plus1d_cpu_abi_version": [],
+    },
+    "batchnorm_cpu": {
+        # x, M, C, shift, sum, sumsq, nthreads
+        "bn_stats": [_p, _l, _i, _p, _p, _p, _i],
+        # g, x, M, C, mean, sum_g, sum_gx, nthreads
+        "bn_grad_sums": [_p, _p, _l, _i, _p, _p, _p, _i],
+        # u, cu, v, cv, M, C, a, b, c, out, nthreads
+        "bn_apply": [_p, _p, _p, _p, _l, _i, _p, _p, _p, _p, _i],
+        "batchnorm_cpu_abi_version": [],
     },
 }
 
@@ -136,10 +145,10 @@ def load_library(name="d2plus1d_cpu"):
             lib = ctypes.CDLL(_build(name, cc))
             for fn, argtypes in SIGNATURES[name].items():
                 getattr(lib, fn).argtypes = argtypes
-                getattr(lib, fn).restype = ctypes.c_int  # 0 ok, 1 out of memory; or the ABI version
-            if lib.d2plus1d_abi_version() != ABI_VERSION:
+                getattr(lib, fn).restype = ctypes.c_int  # 0 ok, 1 out of memory, 2 shape not taken; or the ABI version
+            if getattr(lib, f"{name}_abi_version")() != ABI_VERSIONS[name]:
                 raise RuntimeError("the cached kernel library has another ABI version")
-        except (OSError, RuntimeError) as e:
+        except (OSError, RuntimeError, AttributeError) as e:  # AttributeError: a symbol missing
             _failures[name] = str(e)
             logger.warning("CPU kernel %s unavailable, using stock PyTorch ops: %s", name, str(e).splitlines()[0])
             return None

@@ -6,6 +6,8 @@
 | depthwise 1xkxk / kx1x1 convs  | MODEL.DEPTHWISE_IMPL   | auto (measured) / conv2d / conv3d                        |
 | 1x1x1 convs (channels-last)    | MODEL.POINTWISE_IMPL   | auto (measured) / conv / matmul                          |
 | fused D(2+1)D units (C kernel) | MODEL.CPU_FUSED_UNITS  | auto (measured, CPU inference) / on / off                |
+| training BN, narrow channels-  | MODEL.BATCHNORM_IMPL   | auto (measured, CPU channels-last training) / stock /    |
+| last clips (C kernel)          |                        | kernel                                                   |
 | autocast in inference          | MODEL.INFERENCE_AMP    | auto (measured on CUDA: off / bf16 / fp16; off on CPU) / |
 |                                |                        | off / bfloat16 / float16                                 |
 | cuDNN autotuner                | MODEL.CUDNN_BENCHMARK  | True (CUDA only; cuDNN measures its algorithms itself)   |
@@ -29,6 +31,7 @@ DEPTHWISE_IMPLS = ("auto", "conv3d", "conv2d")
 INFERENCE_AMPS = ("auto", "off", "bfloat16", "float16")
 CPU_FUSED_UNITS = ("auto", "on", "off")
 POINTWISE_IMPLS = ("auto", "conv", "matmul")
+BATCHNORM_IMPLS = ("auto", "stock", "kernel")
 _AMP_DTYPES = {"off": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -64,6 +67,15 @@ def pointwise_choices(cfg):
     return ["conv", "matmul"] if choice == "auto" else [choice]
 
 
+def batchnorm_choices(cfg, device_type):
+    """Returns how MODEL.BATCHNORM_IMPL allows training BatchNorms of channels-last clips to run on
+    `device_type` (stock first; "kernel": vov3d/runtime/batchnorm.py, a CPU lever: ["stock"] elsewhere)."""
+    choice = _check("MODEL.BATCHNORM_IMPL", cfg.MODEL.BATCHNORM_IMPL, BATCHNORM_IMPLS)
+    if device_type != "cpu" or choice == "stock":
+        return ["stock"]
+    return ["stock", "kernel"] if choice == "auto" else ["kernel"]
+
+
 def fused_units_choices(cfg, device_type):
     """Returns the fused-kernel settings MODEL.CPU_FUSED_UNITS allows on `device_type` (off first; a
     CPU lever that needs MODEL.FOLD_BN and no MODEL.COMPILE: [False] elsewhere)."""
@@ -92,6 +104,7 @@ def validate(cfg):
     memory_format_choices(cfg)
     depthwise_choices(cfg)
     pointwise_choices(cfg)
+    batchnorm_choices(cfg, "cpu")
     fused_units_choices(cfg, "cpu")
     inference_amp_choices(cfg, "cpu")
 

@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 
 from vov3d.runtime import autotune, kernels, levers
+from vov3d.runtime.batchnorm import has_narrow_batchnorms, set_batchnorm_impl
 from vov3d.runtime.conv_routes import apply_conv_routes, is_factorizable_depthwise, is_pointwise
 from vov3d.runtime.fold_bn import fold_batchnorm
 from vov3d.runtime.fused_units import fuse_d2plus1d_blocks, has_fusable_units
@@ -39,6 +40,7 @@ class Route:
     pointwise: str = "conv"  # "conv" | "matmul" (1x1x1 convs of channels-last routes)
     fused: bool = False  # fused D(2+1)D kernel (CPU inference copies)
     amp: torch.dtype = None  # inference autocast dtype, None = fp32
+    batchnorm: str = "stock"  # "stock" | "kernel" (training BN of narrow channels-last clips)
 
     @property
     def name(self):
@@ -50,6 +52,8 @@ class Route:
             parts.append("dw_" + self.depthwise)
         if self.pointwise != "conv":
             parts.append("pw_" + self.pointwise)
+        if self.batchnorm != "stock":
+            parts.append("bn_" + self.batchnorm)
         if self.fused:
             parts.append("fused")
         if self.amp is not None:
@@ -87,18 +91,26 @@ def candidate_routes(cfg, model, device_type, inference):
     formats = [format_name(f) for f in levers.memory_format_choices(cfg)]
     depthwise = levers.depthwise_choices(cfg) if _has_factorizable_depthwise(model) else ["conv3d"]
     pointwise = levers.pointwise_choices(cfg) if any(is_pointwise(m) for m in model.modules()) else ["conv"]
+    batchnorm = ["stock"]
+    if not inference and has_narrow_batchnorms(model):
+        batchnorm = levers.batchnorm_choices(cfg, device_type)
+        if cfg.MODEL.BATCHNORM_IMPL == "auto" and kernels.load_library("batchnorm_cpu") is None:
+            batchnorm = ["stock"]  # no C compiler: nothing to measure
     fused = levers.fused_units_choices(cfg, device_type) if inference else [False]
     if cfg.MODEL.CPU_FUSED_UNITS == "auto" and not has_fusable_units(model):
         fused = [False]
     amps = levers.inference_amp_choices(cfg, device_type) if inference else [None]
     routes = []
-    for fmt, dw, pw, fu, amp in itertools.product(formats, depthwise, pointwise, fused, amps):
+    for fmt, dw, pw, bn, fu, amp in itertools.product(formats, depthwise, pointwise, batchnorm, fused, amps):
         if fu and fmt != "channels_last_3d" and "channels_last_3d" in formats:
             continue  # the kernel reads channels-last rows only: contiguous + fused is contiguous
         if fmt != "channels_last_3d" or (fu and pw != "conv" and "conv" in pointwise):
             pw = "conv"  # products need channels-last rows; fused units run their 1x1x1 convs themselves
-        if Route(fmt, dw, pw, fu, amp) not in routes:
-            routes.append(Route(fmt, dw, pw, fu, amp))
+        if fmt != "channels_last_3d" and "channels_last_3d" in formats:
+            bn = "stock"  # the BN kernel reads channels-last clips only
+        route = Route(fmt, dw, pw, fu, amp, bn)
+        if route not in routes:
+            routes.append(route)
     return routes
 
 
@@ -166,8 +178,10 @@ def _measure_training(model, cfg, routes, shape, device):
 
 
 def apply_route(model, route):
-    """Applies `route`'s layout and conv routes to `model`, in place; returns `model`."""
-    return apply_conv_routes(model, memory_format_from_name(route.memory_format), route.depthwise, route.pointwise)
+    """Applies `route`'s layout, conv routes and BatchNorm route to `model`, in place; returns `model`."""
+    apply_conv_routes(model, memory_format_from_name(route.memory_format), route.depthwise, route.pointwise)
+    set_batchnorm_impl(model, route.batchnorm)
+    return model
 
 
 def _sync(device):
@@ -189,6 +203,9 @@ def prepare_for_training(model, cfg, wrap=None, input_shape=None):
         route = routes[0]
     else:
         route = _measure_training(model, cfg, routes, input_shape or train_input_shape(cfg), device)
+    if route.batchnorm == "kernel" and kernels.load_library("batchnorm_cpu") is None:
+        reason = kernels.unavailable_reason("batchnorm_cpu")
+        raise RuntimeError(f"MODEL.BATCHNORM_IMPL is kernel but the CPU kernel cannot be built: {reason}")
     apply_route(model, route)
     if cfg.MODEL.MEMORY_FORMAT == "auto":
         record_decision(route.memory_format)

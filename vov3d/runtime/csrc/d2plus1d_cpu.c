@@ -484,4 +484,4 @@ int tosa_block(const float *x, long ldx, int N, int T, int Hin, int Win, const f
 int d2plus1d_lanes(void) { return VW; }
 
 /* Lets the loader check that it has the library it built. */
-int d2plus1d_abi_version(void) { return 5; }
+int d2plus1d_cpu_abi_version(void) { return 5; }
