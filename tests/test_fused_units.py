@@ -84,11 +84,12 @@ def test_fused_unit_matches_stock_ops(kernel, cin, inner, cout, stride, use_se, 
     assert (out - ref).abs().max().item() <= TOL * max(1.0, ref.abs().max().item())
 
 
-def test_fused_unit_reads_and_writes_channel_slices(kernel):
+@pytest.mark.parametrize("use_se", [True, False])  # two passes / one pass (d2plus1d_unit)
+def test_fused_unit_reads_and_writes_channel_slices(kernel, use_se):
     """What a T-OSA block does: input and output are channel slices of wider channels-last tensors."""
     x_wide = clip(2, 30, 4, 6, 6)
     x = x_wide[:, 5:25]
-    folded = folded_unit(20, 24, 20, 1, True, x.contiguous(memory_format=CL))
+    folded = folded_unit(20, 24, 20, 1, use_se, x.contiguous(memory_format=CL))
     fused = FusedD2plus1d(folded, d2plus1d_parts(folded))
     buf = torch.full((2, 50, 4, 6, 6), 7.0).contiguous(memory_format=CL)
     with torch.no_grad():

@@ -1,7 +1,8 @@
 """`auto` means measured: time the candidate paths of a model on the machine at hand, keep the fastest.
 
 Like `cudnn.benchmark`, but for the levers whose best value depends on the machine (memory format,
-depthwise route, 1x1x1 convs as matrix products, fused kernel, inference autocast dtype): at first
+depthwise route, 1x1x1 convs as matrix products, training BatchNorm kernel, fused kernel, inference
+autocast dtype): at first
 use every candidate runs on the model's real input shape, its output is checked against the stock candidate's (a candidate that
 disagrees is dropped), and the steps are timed interleaved (round robin, rotating order) so load on
 a shared machine hits them alike. The median decides; a candidate replaces stock ops only when it

@@ -178,20 +178,8 @@ class FusedD2plus1d(nn.Module):
         n, _, frames, hin, win = x.shape
         h, w = self.out_size(hin, win)
         threads = torch.get_num_threads()
-        y = torch.empty((n, frames, h, w, self.cp))
-        ysum = torch.empty((n, self.cp))
         ptr = kernels.pointer
         ldx = _row_stride(x)
-        status = self.lib.d2plus1d_front(
-            ptr(x), ldx, n, frames, hin, win, self.cin, ptr(self.wa), ptr(self.ba), self.cp, self.stride,
-            ptr(self.w1), ptr(self.w2), ptr(self.b2), ptr(y), ptr(ysum), threads,
-        )
-        if status:
-            raise MemoryError("the fused D(2+1)D kernel could not allocate its per-thread buffers")
-        scale = None
-        if self.se is not None:
-            gate = self.se.gate(ysum[:, :self.inner] / float(frames * h * w))
-            scale = F.pad(gate, (0, self.cp - self.inner)).float().contiguous()
         if out is None:
             out = torch.empty((n, self.cout, frames, h, w), memory_format=torch.channels_last_3d)
         ldo = _row_stride(out)
@@ -202,10 +190,18 @@ class FusedD2plus1d(nn.Module):
             res, ldr = _rows(residual)
         else:
             res, ldr = (x, ldx) if self.residual else (None, 0)
-        status = self.lib.d2plus1d_back(
-            ptr(y), n, frames * h * w, self.cp, ptr(scale), ptr(self.wc), ptr(self.bc), self.coutp, self.cout,
-            ptr(res), ldr, ptr(out), ldo, int(self.relu or relu), threads,
-        )
+        front = (ptr(x), ldx, n, frames, hin, win, self.cin, ptr(self.wa), ptr(self.ba), self.cp, self.stride,
+                 ptr(self.w1), ptr(self.w2), ptr(self.b2))
+        back = (ptr(self.wc), ptr(self.bc), self.coutp, self.cout, ptr(res), ldr, ptr(out), ldo, int(self.relu or relu))
+        if self.se is None:  # one pass: the unit's intermediate never leaves the cache
+            status = self.lib.d2plus1d_unit(*front, *back, threads)
+        else:  # SE needs the clip mean of the intermediate before the back half
+            y, ysum = torch.empty((n, frames, h, w, self.cp)), torch.empty((n, self.cp))
+            status = self.lib.d2plus1d_front(*front, ptr(y), ptr(ysum), threads)
+            if not status:
+                gate = self.se.gate(ysum[:, :self.inner] / float(frames * h * w))
+                scale = F.pad(gate, (0, self.cp - self.inner)).float().contiguous()
+                status = self.lib.d2plus1d_back(ptr(y), n, frames * h * w, self.cp, ptr(scale), *back, threads)
         if status:
             raise MemoryError("the fused D(2+1)D kernel could not allocate its per-thread buffers")
         return out

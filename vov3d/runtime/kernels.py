@@ -28,7 +28,7 @@ import torch  # noqa: F401  (loaded first: the kernel then shares torch's OpenMP
 logger = logging.getLogger(__name__)
 
 CSRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc")
-ABI_VERSIONS = {"d2plus1d_cpu": 5, "batchnorm_cpu": 2}  # what each library's <name>_abi_version() returns
+ABI_VERSIONS = {"d2plus1d_cpu": 6, "batchnorm_cpu": 2}  # what each library's <name>_abi_version() returns
 
 _lock = threading.Lock()
 _libraries = {}
@@ -41,6 +41,8 @@ SIGNATURES = {
         "d2plus1d_front": [_p, _l, _i, _i, _i, _i, _i, _p, _p, _i, _i, _p, _p, _p, _p, _p, _i],
         # y, N, TP, Cp, scale, Wc, bc, Coutp, Cout, res, ldr, out, ldo, relu, nthreads
         "d2plus1d_back": [_p, _i, _l, _i, _p, _p, _p, _i, _i, _p, _l, _p, _l, _i, _i],
+        # x, ldx, N, T, Hin, Win, Cin, Wa, ba, Cp, s, W1, W2, b2, Wc, bc, Coutp, Cout, res, ldr, out, ldo, relu, nthreads
+        "d2plus1d_unit": [_p, _l, _i, _i, _i, _i, _i, _p, _p, _i, _i, _p, _p, _p, _p, _p, _i, _i, _p, _l, _p, _l, _i, _i],
         # x, ldx, M, K, W, Np, bias, out, ldo, N, res, ldr, relu, nthreads
         "pointwise_rows": [_p, _l, _l, _i, _p, _i, _p, _p, _l, _i, _p, _l, _i, _i],
         # x, ldx, N, T, Hin, Win, params, table, buf, y, ysum, scale, res, ldr, relu, out, nthreads

@@ -10,11 +10,11 @@
    straight into its concatenation). The stock path makes ~10 passes over memory per unit; this makes
    two: the front keeps the a / b1 outputs of three frames in a per-thread ring (cache resident) and
    writes y once, the back reads y once and writes the unit output. SE needs the mean of y over the
-   whole clip, hence the split.
+   whole clip, hence the split; a unit without SE does its back frame by frame inside the front
+   (d2plus1d_unit), so y never leaves the cache. tosa_block runs a whole T-OSA block in one call.
 
    Internal buffers (y, weights) pad channels to a multiple of the vector width (d2plus1d_lanes())
-   with zeros. Built by
-   vov3d/runtime/kernels.py with the system C compiler (-O3 -march=native, OpenMP when available);
+   with zeros. Built by vov3d/runtime/kernels.py with the system C compiler (-O3 -march=native, OpenMP when available);
    plain C with GCC/Clang vector extensions, no fast-math (the process's FP state is left alone). */
 
 #include <stdlib.h>
@@ -273,9 +273,25 @@ static int gcd(int a, int b) { return b ? gcd(b, a % b) : a; }
 
 /* Front. x: N clips of [T][Hin][Win] rows, row stride ldx (>= Cin). Wa [Cin][Cp], ba [Cp], W1 [9][Cp],
    W2 [3][Cp] (taps t-1, t, t+1), b2 [Cp]. y: [N][T][H][W][Cp]. ysum: [N][Cp], sums of y per clip. */
-int d2plus1d_front(const float *x, long ldx, int N, int T, int Hin, int Win, int Cin, const float *Wa,
-                    const float *ba, int Cp, int s, const float *W1, const float *W2, const float *b2, float *y,
-                    float *ysum, int nthreads) {
+/* The back of a unit without SE, done frame by frame inside the front (the unit's intermediate y
+   never goes to memory): see d2plus1d_back for the fields. */
+struct unit_back {
+  const float *Wc, *bc;
+  int Coutp, Cout;
+  const float *res;
+  long ldr;
+  float *out;
+  long ldo;
+  int relu;
+};
+
+static void swish_rows(float *z, long n) {
+  for (long i = 0; i < n; i += VW) ST(z + i, swish_v(LD(z + i)));
+}
+
+static int front_impl(const float *x, long ldx, int N, int T, int Hin, int Win, int Cin, const float *Wa,
+                      const float *ba, int Cp, int s, const float *W1, const float *W2, const float *b2, float *y,
+                      float *ysum, int nthreads, const struct unit_back *bk) {
   const int H = (Hin - 1) / s + 1, W = (Win - 1) / s + 1;
   const long P = (long)H * W, Pin = (long)Hin * Win;
   if (nthreads < 1) nthreads = 1;
@@ -292,13 +308,14 @@ int d2plus1d_front(const float *x, long ldx, int N, int T, int Hin, int Win, int
   {
     float *bufA = aligned_alloc(64, ((size_t)Pin * Cp * sizeof(float) + 63) / 64 * 64);
     float *ring = aligned_alloc(64, ((size_t)3 * P * Cp * sizeof(float) + 63) / 64 * 64);
-    if (!bufA || !ring) {
+    float *z = bk ? aligned_alloc(64, ((size_t)P * Cp * sizeof(float) + 63) / 64 * 64) : 0;
+    if (!bufA || !ring || (bk && !z)) {
 #pragma omp atomic write
       failed = 1;
     }
 #pragma omp for schedule(static)
     for (int job = 0; job < jobs; job++) {
-      if (!bufA || !ring) continue;
+      if (!bufA || !ring || (bk && !z)) continue;
       const int n = job / chunks, ch = job % chunks;
       const int t0 = (int)((long)T * ch / chunks), t1 = (int)((long)T * (ch + 1) / chunks);
       float *sum = partial + (long)job * Cp;
@@ -314,7 +331,8 @@ int d2plus1d_front(const float *x, long ldx, int N, int T, int Hin, int Win, int
       for (int t = t0; t < t1; t++) {
         if (t + 1 < T) MAKE_B1(t + 1);
         const float *prev = t > 0 ? RING(t - 1) : 0, *cur = RING(t), *next = t + 1 < T ? RING(t + 1) : 0;
-        float *yt = y + ((long)n * T + t) * P * Cp;
+        const long frame = (long)n * T + t;
+        float *yt = bk ? z : y + frame * P * Cp;
         for (int c = 0; c < Cp; c += VW) {
           const vf w0 = LD(W2 + c), w1 = LD(W2 + Cp + c), w2 = LD(W2 + 2 * Cp + c), bb = LD(b2 + c);
           vf acc = splat(0.f);
@@ -328,14 +346,20 @@ int d2plus1d_front(const float *x, long ldx, int N, int T, int Hin, int Win, int
           }
           ST(sum + c, LD(sum + c) + acc);
         }
+        if (bk) { /* no SE: this frame's back now, from the cache */
+          swish_rows(z, P * Cp);
+          gemm(z, Cp, P, Cp, bk->Wc, bk->Coutp, bk->bc, bk->out + frame * P * bk->ldo, bk->ldo, bk->Cout,
+               bk->res ? bk->res + frame * P * bk->ldr : 0, bk->ldr, bk->relu);
+        }
       }
 #undef MAKE_B1
 #undef RING
     }
     free(bufA);
     free(ring);
+    free(z);
   }
-  for (int n = 0; n < N; n++)
+  for (int n = 0; n < N && ysum; n++)
     for (int c = 0; c < Cp; c++) {
       float acc = 0.f;
       for (int ch = 0; ch < chunks; ch++) acc += partial[((long)n * chunks + ch) * Cp + c];
@@ -343,6 +367,21 @@ int d2plus1d_front(const float *x, long ldx, int N, int T, int Hin, int Win, int
     }
   free(partial);
   return failed; /* 1: out of memory */
+}
+
+int d2plus1d_front(const float *x, long ldx, int N, int T, int Hin, int Win, int Cin, const float *Wa,
+                   const float *ba, int Cp, int s, const float *W1, const float *W2, const float *b2, float *y,
+                   float *ysum, int nthreads) {
+  return front_impl(x, ldx, N, T, Hin, Win, Cin, Wa, ba, Cp, s, W1, W2, b2, y, ysum, nthreads, 0);
+}
+
+/* A whole unit without SE in one pass: front and back per frame (arguments as d2plus1d_front and
+   d2plus1d_back; the residual rows are the input's when res == x). */
+int d2plus1d_unit(const float *x, long ldx, int N, int T, int Hin, int Win, int Cin, const float *Wa, const float *ba,
+                  int Cp, int s, const float *W1, const float *W2, const float *b2, const float *Wc, const float *bc,
+                  int Coutp, int Cout, const float *res, long ldr, float *out, long ldo, int relu, int nthreads) {
+  const struct unit_back bk = {Wc, bc, Coutp, Cout, res, ldr, out, ldo, relu};
+  return front_impl(x, ldx, N, T, Hin, Win, Cin, Wa, ba, Cp, s, W1, W2, b2, 0, 0, nthreads, &bk);
 }
 
 /* Back. y: [N][T*P][Cp]; scale: [N][Cp] or NULL; Wc [Cp][Coutp], bc [Coutp]. out: N*T*P rows of Cout
@@ -461,6 +500,18 @@ int tosa_block(const float *x, long ldx, int N, int T, int Hin, int Win, const f
   for (long i = 0; i < units; i++) {
     const long *u = table + B_FIELDS + i * U_FIELDS;
     const int cp = (int)u[U_CP], d = (int)u[U_SE];
+    if (!d) { /* no SE: one pass, the unit's intermediate stays in the cache */
+      if (d2plus1d_unit(in, ld, N, T, hin, win, (int)u[U_CIN], p + u[U_WA], p + u[U_BA], cp, (int)u[U_STRIDE],
+                        p + u[U_W1], p + u[U_W2], p + u[U_B2], p + u[U_WC], p + u[U_BC], (int)u[U_COUTP],
+                        (int)u[U_COUT], u[U_RESIDUAL] ? in : 0, ld, buf + offset, cbuf, (int)u[U_RELU], nthreads))
+        return 1;
+      in = buf + offset;
+      ld = cbuf;
+      hin = H;
+      win = W;
+      offset += u[U_COUT];
+      continue;
+    }
     if (d2plus1d_front(in, ld, N, T, hin, win, (int)u[U_CIN], p + u[U_WA], p + u[U_BA], cp, (int)u[U_STRIDE],
                        p + u[U_W1], p + u[U_W2], p + u[U_B2], y, ysum, nthreads))
       return 1;
@@ -484,4 +535,4 @@ int tosa_block(const float *x, long ldx, int N, int T, int Hin, int Win, const f
 int d2plus1d_lanes(void) { return VW; }
 
 /* Lets the loader check that it has the library it built. */
-int d2plus1d_cpu_abi_version(void) { return 5; }
+int d2plus1d_cpu_abi_version(void) { return 6; }
