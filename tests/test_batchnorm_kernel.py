@@ -91,6 +91,22 @@ def test_kernel_matches_batchnorm_in_training(kernel, shape, scale, offset, affi
     assert torch.equal(stock.num_batches_tracked, fast.num_batches_tracked)
 
 
+def test_same_bits_on_every_run(kernel):
+    """Bit-exact resumes need the same sums in the same order every time (per-thread partial sums
+    added in thread order, not as threads finish)."""
+    x = torch.randn(2, 20, 8, 14, 14).contiguous(memory_format=CL)
+    grad = torch.randn(2, 20, 8, 14, 14).contiguous(memory_format=CL)
+    results = []
+    for _ in range(3):
+        _, fast = pair(20)
+        xi = x.clone().requires_grad_()
+        y = fast(xi)
+        y.backward(grad)
+        results.append((y.detach(), xi.grad, fast.weight.grad, fast.running_var))
+    for other in results[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(results[0], other))
+
+
 def test_cumulative_average_when_momentum_is_none(kernel):
     stock, fast = pair(20, momentum=None)
     g = torch.Generator().manual_seed(2)

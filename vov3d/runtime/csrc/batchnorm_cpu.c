@@ -14,6 +14,7 @@
    y = x * a + b, and in the backward pass the sums of g and g * (x - mean), then
    dx = g * a + x * b + c. Built and loaded by vov3d/runtime/kernels.py. */
 
+#include <stdlib.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -60,12 +61,19 @@ static int channel_sums(const float *x, const float *g, long M, int C, const flo
   const long total = M * C, blocks = total / L;
   float pat[MAXV * VW];
   fill_pattern(pat, L, C, shift);
-  for (int c = 0; c < C; c++) sum_u[c] = sum_uw[c] = 0.0;
+  if (nthreads < 1) nthreads = 1;
+  /* One row of partial sums per thread, added in thread order afterwards: the same sums in the same
+     order on every run (bit-exact resumes), which a critical section would not give. */
+  double *partial = calloc((size_t)nthreads * 2 * C, sizeof(double));
+  if (!partial) return 1;
 #pragma omp parallel num_threads(nthreads)
   {
     vf s[MAXV], q[MAXV];
-    double ls[C], lq[C]; /* C <= MAXV * VW: a few KB of stack */
-    for (int c = 0; c < C; c++) ls[c] = lq[c] = 0.0;
+    int me = 0;
+#ifdef _OPENMP
+    me = omp_get_thread_num();
+#endif
+    double *ls = partial + (long)me * 2 * C, *lq = ls + C;
     for (int v = 0; v < NV; v++) s[v] = q[v] = (vf){0};
 #pragma omp for schedule(static)
     for (long bl = 0; bl < blocks; bl++) {
@@ -82,12 +90,17 @@ static int channel_sums(const float *x, const float *g, long M, int C, const flo
       }
     }
     fold(s, q, NV, C, ls, lq);
-#pragma omp critical
-    for (int c = 0; c < C; c++) {
-      sum_u[c] += ls[c];
-      sum_uw[c] += lq[c];
-    }
   }
+  for (int c = 0; c < C; c++) {
+    double a = 0.0, b = 0.0;
+    for (int t = 0; t < nthreads; t++) {
+      a += partial[(long)t * 2 * C + c];
+      b += partial[(long)t * 2 * C + C + c];
+    }
+    sum_u[c] = a;
+    sum_uw[c] = b;
+  }
+  free(partial);
   for (long i = blocks * L; i < total; i++) { /* the tail shorter than a block */
     const int c = (int)(i % C);
     const double d = (double)x[i] - shift[c], u = g ? g[i] : d;
@@ -142,4 +155,4 @@ int bn_apply(const float *u, const float *cu, const float *v, const float *cv, l
 }
 
 /* Lets the loader check that it has the library it built. */
-int batchnorm_cpu_abi_version(void) { return 2; }
+int batchnorm_cpu_abi_version(void) { return 3; }
