@@ -28,7 +28,7 @@ import torch  # noqa: F401  (loaded first: the kernel then shares torch's OpenMP
 logger = logging.getLogger(__name__)
 
 CSRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc")
-ABI_VERSIONS = {"d2plus1d_cpu": 6, "batchnorm_cpu": 3}  # what each library's <name>_abi_version() returns
+ABI_VERSIONS = {"d2plus1d_cpu": 6, "batchnorm_cpu": 4}  # what each library's <name>_abi_version() returns
 
 _lock = threading.Lock()
 _libraries = {}
