@@ -288,13 +288,18 @@ def test_fusion_only_touches_inference_copies(kernel):
         assert torch.equal(torch.load(buf, weights_only=False)([x]), inf([x]))
 
 
-def test_tosa_block_unit_by_unit_path_matches(kernel):
-    """A block whose aggregation conv is not packed (its BN left) runs unit by unit, same outputs."""
+def fused_tiny_vov3d():
+    """Returns (cfg, a 2-clip input, the fused inference module) of a tiny VoV3D-M with random BNs."""
     cfg = tiny_cfg("Kinetics/VoV3D_M_16x5.yaml")
     torch.manual_seed(0)
     model = randomize_bn(build_model(cfg)).eval()
     x = to_model_format(torch.randn(2, 3, 4, 32, 32), cfg)
-    inf = inference_copy(model, cfg, x)
+    return cfg, x, inference_copy(model, cfg, x)
+
+
+def test_tosa_block_unit_by_unit_path_matches(kernel):
+    """A block whose aggregation conv is not packed (its BN left) runs unit by unit, same outputs."""
+    _, x, inf = fused_tiny_vov3d()
     blocks = [m for m in inf.modules() if isinstance(m, FusedTOSA)]
     with torch.no_grad():
         ref = inf([x])
@@ -304,11 +309,7 @@ def test_tosa_block_unit_by_unit_path_matches(kernel):
 
 
 def test_traced_inference_copy_records_stock_ops(kernel):
-    cfg = tiny_cfg("Kinetics/VoV3D_M_16x5.yaml")
-    torch.manual_seed(0)
-    model = randomize_bn(build_model(cfg)).eval()
-    x = to_model_format(torch.randn(2, 3, 4, 32, 32), cfg)
-    inf = inference_copy(model, cfg, x)
+    cfg, x, inf = fused_tiny_vov3d()
     assert any(isinstance(m, FusedTOSA) for m in inf.modules())
     with torch.no_grad():
         traced = torch.jit.trace(inf, ([x],), check_trace=False)

@@ -301,8 +301,8 @@ static int front_impl(const float *x, long ldx, int N, int T, int Hin, int Win, 
   if (chunks > T) chunks = T;
   if (chunks < 1) chunks = 1;
   const int jobs = N * chunks;
-  float *partial = calloc((size_t)jobs * Cp, sizeof(float));
-  if (!partial) return 1;
+  float *partial = ysum ? calloc((size_t)jobs * Cp, sizeof(float)) : 0; /* per-job sums of y, for SE */
+  if (ysum && !partial) return 1;
   int failed = 0;
 #pragma omp parallel num_threads(nthreads)
   {
@@ -318,7 +318,7 @@ static int front_impl(const float *x, long ldx, int N, int T, int Hin, int Win, 
       if (!bufA || !ring || (bk && !z)) continue;
       const int n = job / chunks, ch = job % chunks;
       const int t0 = (int)((long)T * ch / chunks), t1 = (int)((long)T * (ch + 1) / chunks);
-      float *sum = partial + (long)job * Cp;
+      float *sum = partial ? partial + (long)job * Cp : 0;
       const float *xn = x + (long)n * T * Pin * ldx;
 #define RING(f) (ring + (long)((f) % 3) * P * Cp)
 #define MAKE_B1(f)                                                                            \
@@ -344,7 +344,7 @@ static int front_impl(const float *x, long ldx, int N, int T, int Hin, int Win, 
             ST(yt + o, v);
             acc += v;
           }
-          ST(sum + c, LD(sum + c) + acc);
+          if (sum) ST(sum + c, LD(sum + c) + acc);
         }
         if (bk) { /* no SE: this frame's back now, from the cache */
           swish_rows(z, P * Cp);
@@ -500,27 +500,24 @@ int tosa_block(const float *x, long ldx, int N, int T, int Hin, int Win, const f
   for (long i = 0; i < units; i++) {
     const long *u = table + B_FIELDS + i * U_FIELDS;
     const int cp = (int)u[U_CP], d = (int)u[U_SE];
+    const float *unit_res = u[U_RESIDUAL] ? in : 0;
+    int status;
     if (!d) { /* no SE: one pass, the unit's intermediate stays in the cache */
-      if (d2plus1d_unit(in, ld, N, T, hin, win, (int)u[U_CIN], p + u[U_WA], p + u[U_BA], cp, (int)u[U_STRIDE],
-                        p + u[U_W1], p + u[U_W2], p + u[U_B2], p + u[U_WC], p + u[U_BC], (int)u[U_COUTP],
-                        (int)u[U_COUT], u[U_RESIDUAL] ? in : 0, ld, buf + offset, cbuf, (int)u[U_RELU], nthreads))
-        return 1;
-      in = buf + offset;
-      ld = cbuf;
-      hin = H;
-      win = W;
-      offset += u[U_COUT];
-      continue;
+      status = d2plus1d_unit(in, ld, N, T, hin, win, (int)u[U_CIN], p + u[U_WA], p + u[U_BA], cp, (int)u[U_STRIDE],
+                             p + u[U_W1], p + u[U_W2], p + u[U_B2], p + u[U_WC], p + u[U_BC], (int)u[U_COUTP],
+                             (int)u[U_COUT], unit_res, ld, buf + offset, cbuf, (int)u[U_RELU], nthreads);
+    } else {
+      status = d2plus1d_front(in, ld, N, T, hin, win, (int)u[U_CIN], p + u[U_WA], p + u[U_BA], cp,
+                              (int)u[U_STRIDE], p + u[U_W1], p + u[U_W2], p + u[U_B2], y, ysum, nthreads);
+      if (!status) {
+        se_gate(ysum, N, (int)u[U_INNER], cp, (long)T * H * W, d, p + u[U_SE_W1], p + u[U_SE_B1], p + u[U_SE_W2],
+                p + u[U_SE_B2], scale);
+        status = d2plus1d_back(y, N, (long)T * H * W, cp, scale, p + u[U_WC], p + u[U_BC], (int)u[U_COUTP],
+                               (int)u[U_COUT], unit_res, ld, buf + offset, cbuf, (int)u[U_RELU], nthreads);
+      }
     }
-    if (d2plus1d_front(in, ld, N, T, hin, win, (int)u[U_CIN], p + u[U_WA], p + u[U_BA], cp, (int)u[U_STRIDE],
-                       p + u[U_W1], p + u[U_W2], p + u[U_B2], y, ysum, nthreads))
-      return 1;
-    if (d) se_gate(ysum, N, (int)u[U_INNER], cp, (long)T * H * W, d, p + u[U_SE_W1], p + u[U_SE_B1], p + u[U_SE_W2],
-                   p + u[U_SE_B2], scale);
-    if (d2plus1d_back(y, N, (long)T * H * W, cp, d ? scale : 0, p + u[U_WC], p + u[U_BC], (int)u[U_COUTP],
-                      (int)u[U_COUT], u[U_RESIDUAL] ? in : 0, ld, buf + offset, cbuf, (int)u[U_RELU], nthreads))
-      return 1;
-    in = buf + offset;
+    if (status) return status;
+    in = buf + offset; /* the next unit reads this one's slice of the concatenation */
     ld = cbuf;
     hin = H;
     win = W;
