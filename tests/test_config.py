@@ -256,6 +256,21 @@ def test_model_info_with_unregistered_model_is_one_line(tmp_path):
         assert opts[-1] in err.getvalue()
 
 
+def test_model_info_clip_size_reaches_the_head(capsys):
+    """--crop / --frames build the model for that clip: a Kinetics config (224 crops, a 7x7 head
+    pool) counted at 112 pools 4x4 maps instead of failing; the GFLOPs scale with the clip."""
+    model_info = load_tool("model_info")
+    cfg = str(REPO / "configs/Kinetics/VoV3D_M_16x5.yaml")
+
+    def gflops(*args):
+        assert model_info.main(["--cfg", cfg, "--no-tree", *args]) == 0
+        line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("GFLOPs:")][0]
+        return float(line.split()[1])
+
+    small, full = gflops("--frames", "8", "--crop", "112"), gflops("--frames", "16", "--crop", "224")
+    assert 6.5 < full / small < 8.5  # 2x the frames, 4x the area (the head's FLOPs do not scale)
+
+
 # ---------------------------------------------------------------------------- #
 # PySlowFast and official VoV3D files
 # ---------------------------------------------------------------------------- #

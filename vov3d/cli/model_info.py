@@ -23,7 +23,14 @@ def main(argv=None):
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args(argv)
     try:
-        cfg = load_config(args.cfg, args.opts, overrides={"NUM_GPUS": 0})  # counting runs on the CPU
+        overrides = {"NUM_GPUS": 0}  # counting runs on the CPU
+        # The clip size goes into the config, not only into the input: the head's pooling window
+        # is built from it (a 7x7 window for 224 crops cannot pool the 4x4 maps of a 112 crop).
+        if args.frames:
+            overrides["DATA.NUM_FRAMES"] = args.frames
+        if args.crop:
+            overrides.update({"DATA.TRAIN_CROP_SIZE": args.crop, "DATA.TEST_CROP_SIZE": args.crop})
+        cfg = load_config(args.cfg, args.opts, overrides=overrides)
         model = build_model(cfg)
         s = model_summary(model, cfg, args.frames, args.crop)
     except USER_ERRORS as e:
