@@ -22,8 +22,8 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-#ifdef __AVX512F__
-#include <immintrin.h>
+#ifdef __AVX__
+#include <immintrin.h> /* masked loads and stores */
 #endif
 
 /* The vector width follows the ISA the library is compiled for: 16 floats (one zmm register) with
@@ -57,25 +57,6 @@ static inline vf splat(float a) {
 }
 static inline vf relu_v(vf v) { return (vf)((vi)v & (vi)(v > splat(0.f))); }
 static inline vf select_v(vi m, vf a, vf b) { return (vf)((m & (vi)a) | (~m & (vi)b)); }
-
-/* The first n (< VW) lanes of p; the rest zero. */
-static inline vf load_part(const float *p, int n) {
-#ifdef __AVX512F__
-  return (vf)_mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), p);
-#else
-  vf v = splat(0.f);
-  for (int i = 0; i < n; i++) v[i] = p[i];
-  return v;
-#endif
-}
-
-static inline void store_part(float *p, vf v, int n) {
-#ifdef __AVX512F__
-  _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1), (__m512)v);
-#else
-  for (int i = 0; i < n; i++) p[i] = v[i];
-#endif
-}
 
 /* exp(x), Cephes' single-precision polynomial (relative error ~1e-7); x is clamped to the range
    where the result is a normal float. */
@@ -121,20 +102,57 @@ static inline vhf splat_h(float a) {
 #endif
 }
 
+/* Partial loads and stores, for the last columns of a row: the first n (< the vector's width)
+   lanes; a load's other lanes are zero. Masked moves where the ISA has them: a loop over lanes
+   indexes the vector in memory, and GCC then kept every accumulator of a tile on the stack
+   through the epilogue. */
+#if defined(__AVX512F__)
+static inline vf load_part(const float *p, int n) { return (vf)_mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), p); }
+static inline void store_part(float *p, vf v, int n) { _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1), (__m512)v); }
+#elif defined(__AVX__)
+static const int lane_mask[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+#define LANES8(n) _mm256_loadu_si256((const __m256i *)(lane_mask + 8 - (n)))
+#define LANES4(n) _mm_loadu_si128((const __m128i *)(lane_mask + 8 - (n)))
+static inline vf load_part(const float *p, int n) { return (vf)_mm256_maskload_ps(p, LANES8(n)); }
+static inline void store_part(float *p, vf v, int n) { _mm256_maskstore_ps(p, LANES8(n), (__m256)v); }
+#else
+static inline vf load_part(const float *p, int n) {
+  vf v = splat(0.f);
+  for (int i = 0; i < n; i++) v[i] = p[i];
+  return v;
+}
+static inline void store_part(float *p, vf v, int n) {
+  for (int i = 0; i < n; i++) p[i] = v[i];
+}
+#endif
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+static inline vhf load_part_h(const float *p, int n) { return (vhf)_mm256_maskz_loadu_ps((__mmask8)((1u << n) - 1), p); }
+static inline void store_part_h(float *p, vhf v, int n) { _mm256_mask_storeu_ps(p, (__mmask8)((1u << n) - 1), (__m256)v); }
+#elif defined(__AVX__) && !defined(__AVX512F__)
+static inline vhf load_part_h(const float *p, int n) { return (vhf)_mm_maskload_ps(p, LANES4(n)); }
+static inline void store_part_h(float *p, vhf v, int n) { _mm_maskstore_ps(p, LANES4(n), (__m128)v); }
+#else
+static inline vhf load_part_h(const float *p, int n) {
+  vhf v = splat_h(0.f);
+  for (int i = 0; i < n; i++) v[i] = p[i];
+  return v;
+}
+static inline void store_part_h(float *p, vhf v, int n) {
+  for (int i = 0; i < n; i++) p[i] = v[i];
+}
+#endif
+
 /* out row i of a tile: act(acc + residual), the first n (<= width) columns stored. */
-#define EPILOGUE(TYPE, ITYPE, WIDTH, SPLAT, o, c, r, n)                                       \
+#define EPILOGUE(TYPE, ITYPE, WIDTH, SPLAT, LOAD_PART, STORE_PART, o, c, r, n)                 \
   do {                                                                                        \
     TYPE o_ = (o);                                                                            \
-    if ((n) >= WIDTH) {                                                                       \
-      if (r) o_ += *(const TYPE *)(r);                                                        \
-      if (relu) o_ = (TYPE)((ITYPE)o_ & (ITYPE)(o_ > SPLAT(0.f)));                            \
+    const int full_ = (n) >= WIDTH;                                                           \
+    if (r) o_ += full_ ? *(const TYPE *)(r) : LOAD_PART(r, n);                                \
+    if (relu) o_ = (TYPE)((ITYPE)o_ & (ITYPE)(o_ > SPLAT(0.f)));                              \
+    if (full_)                                                                                \
       *(TYPE *)(c) = o_;                                                                      \
-    } else {                                                                                  \
-      for (int l_ = 0; l_ < (n); l_++) {                                                      \
-        float e_ = o_[l_] + ((r) ? (r)[l_] : 0.f);                                            \
-        (c)[l_] = relu && !(e_ > 0.f) ? 0.f : e_;                                             \
-      }                                                                                       \
-    }                                                                                         \
+    else                                                                                      \
+      STORE_PART(c, o_, n);                                                                   \
   } while (0)
 
 /* An R x (NV full + HV half vectors) tile; R, NV, HV are constants at every call site. */
@@ -166,12 +184,12 @@ static inline __attribute__((always_inline)) void gemm_tile(
       const int n = ncols - v * VW;
       if (n <= 0) break;
       const float *r = Rsd ? Rsd + i * ldr + v * VW : 0;
-      EPILOGUE(vf, vi, VW, splat, acc[i][v], C + i * ldc + v * VW, r, n);
+      EPILOGUE(vf, vi, VW, splat, load_part, store_part, acc[i][v], C + i * ldc + v * VW, r, n);
     }
     if (HV) {
       const int n = ncols - NV * VW;
       const float *r = Rsd ? Rsd + i * ldr + NV * VW : 0;
-      if (n > 0) EPILOGUE(vhf, vhi, VH, splat_h, acch[i], C + i * ldc + NV * VW, r, n);
+      if (n > 0) EPILOGUE(vhf, vhi, VH, splat_h, load_part_h, store_part_h, acch[i], C + i * ldc + NV * VW, r, n);
     }
   }
 }
