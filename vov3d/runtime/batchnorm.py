@@ -26,7 +26,7 @@ import torch.nn as nn
 from vov3d.runtime import kernels
 
 NARROW = 64  # the widest BN the kernel runs (its pattern block stays small; wider layers measured slower)
-BATCHNORM_IMPLS = ("stock", "kernel")
+IMPLS = ("stock", "kernel")  # what set_batchnorm_impl takes (MODEL.BATCHNORM_IMPL without "auto")
 _CL = torch.channels_last_3d
 
 
@@ -127,8 +127,8 @@ def has_narrow_batchnorms(model):
 def set_batchnorm_impl(model, impl):
     """Runs every nn.BatchNorm3d of `model` as `impl` ("kernel": KernelBatchNorm3d, "stock"), in place;
     returns how many are KernelBatchNorm3d. Parameters, buffers and state_dict are untouched."""
-    if impl not in BATCHNORM_IMPLS:
-        raise ValueError(f"batchnorm impl must be one of {BATCHNORM_IMPLS}, got {impl!r}")
+    if impl not in IMPLS:
+        raise ValueError(f"batchnorm impl must be one of {IMPLS}, got {impl!r}")
     count = 0
     for m in model.modules():
         if type(m) in (nn.BatchNorm3d, KernelBatchNorm3d):

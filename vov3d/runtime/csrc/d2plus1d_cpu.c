@@ -105,7 +105,7 @@ static inline vhf splat_h(float a) {
 /* Partial loads and stores, for the last columns of a row: the first n (< the vector's width)
    lanes; a load's other lanes are zero. Masked moves where the ISA has them: a loop over lanes
    indexes the vector in memory, and GCC then kept every accumulator of a tile on the stack
-   through the epilogue. */
+   through the epilogue. Elsewhere (SSE, NEON) a memcpy of n floats. */
 #if defined(__AVX512F__)
 static inline vf load_part(const float *p, int n) { return (vf)_mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), p); }
 static inline void store_part(float *p, vf v, int n) { _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1), (__m512)v); }
@@ -116,14 +116,8 @@ static const int lane_mask[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0,
 static inline vf load_part(const float *p, int n) { return (vf)_mm256_maskload_ps(p, LANES8(n)); }
 static inline void store_part(float *p, vf v, int n) { _mm256_maskstore_ps(p, LANES8(n), (__m256)v); }
 #else
-static inline vf load_part(const float *p, int n) {
-  vf v = splat(0.f);
-  for (int i = 0; i < n; i++) v[i] = p[i];
-  return v;
-}
-static inline void store_part(float *p, vf v, int n) {
-  for (int i = 0; i < n; i++) p[i] = v[i];
-}
+static inline vf load_part(const float *p, int n) { vf v = splat(0.f); memcpy(&v, p, n * sizeof(float)); return v; }
+static inline void store_part(float *p, vf v, int n) { memcpy(p, &v, n * sizeof(float)); }
 #endif
 #if defined(__AVX512F__) && defined(__AVX512VL__)
 static inline vhf load_part_h(const float *p, int n) { return (vhf)_mm256_maskz_loadu_ps((__mmask8)((1u << n) - 1), p); }
@@ -132,14 +126,8 @@ static inline void store_part_h(float *p, vhf v, int n) { _mm256_mask_storeu_ps(
 static inline vhf load_part_h(const float *p, int n) { return (vhf)_mm_maskload_ps(p, LANES4(n)); }
 static inline void store_part_h(float *p, vhf v, int n) { _mm_maskstore_ps(p, LANES4(n), (__m128)v); }
 #else
-static inline vhf load_part_h(const float *p, int n) {
-  vhf v = splat_h(0.f);
-  for (int i = 0; i < n; i++) v[i] = p[i];
-  return v;
-}
-static inline void store_part_h(float *p, vhf v, int n) {
-  for (int i = 0; i < n; i++) p[i] = v[i];
-}
+static inline vhf load_part_h(const float *p, int n) { vhf v = splat_h(0.f); memcpy(&v, p, n * sizeof(float)); return v; }
+static inline void store_part_h(float *p, vhf v, int n) { memcpy(p, &v, n * sizeof(float)); }
 #endif
 
 /* out row i of a tile: act(acc + residual), the first n (<= width) columns stored. */
@@ -289,8 +277,6 @@ static long rows_per_job(long M, long target, int nthreads) {
 
 static int gcd(int a, int b) { return b ? gcd(b, a % b) : a; }
 
-/* Front. x: N clips of [T][Hin][Win] rows, row stride ldx (>= Cin). Wa [Cin][Cp], ba [Cp], W1 [9][Cp],
-   W2 [3][Cp] (taps t-1, t, t+1), b2 [Cp]. y: [N][T][H][W][Cp]. ysum: [N][Cp], sums of y per clip. */
 /* The back of a unit without SE, done frame by frame inside the front (the unit's intermediate y
    never goes to memory): see d2plus1d_back for the fields. */
 struct unit_back {
@@ -307,6 +293,9 @@ static void swish_rows(float *z, long n) {
   for (long i = 0; i < n; i += VW) ST(z + i, swish_v(LD(z + i)));
 }
 
+/* Front. x: N clips of [T][Hin][Win] rows, row stride ldx (>= Cin). Wa [Cin][Cp], ba [Cp], W1 [9][Cp],
+   W2 [3][Cp] (taps t-1, t, t+1), b2 [Cp]. y: [N][T][H][W][Cp]. ysum: [N][Cp], sums of y per clip.
+   With `bk` (a unit without SE) each frame's back follows at once and y and ysum are not used. */
 static int front_impl(const float *x, long ldx, int N, int T, int Hin, int Win, int Cin, const float *Wa,
                       const float *ba, int Cp, int s, const float *W1, const float *W2, const float *b2, float *y,
                       float *ysum, int nthreads, const struct unit_back *bk) {
