@@ -98,3 +98,25 @@ def test_switched_off_by_the_config_key():
     with torch.no_grad():
         model([x])
     assert prepared_copy(model) is None
+
+
+def test_replaced_buffers_and_deep_pre_hooks_are_seen():
+    model, x = tiny_model(), torch.randn(1, 3, 4, 32, 32)
+    with torch.no_grad():
+        model([x])
+    copy = prepared_copy(model)
+    copy.train()  # an inference copy stays in eval mode, all of it
+    assert not copy.training and not any(m.training for m in copy.modules())
+    bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm3d))
+    bn.running_var = bn.running_var * 4.0  # a new tensor, not an in-place update
+    with torch.no_grad():
+        y = model([x])
+    assert prepared_copy(model) is not copy
+    assert (y - plain_output(model, x)).abs().max().item() <= TOL
+    seen = []
+    deep = [m for m in model.modules() if isinstance(m, torch.nn.Conv3d)][-1]
+    handle = deep.register_forward_pre_hook(lambda m, i: seen.append(i[0].shape))
+    with torch.no_grad():
+        model([x])
+    handle.remove()
+    assert seen  # the model's own modules ran

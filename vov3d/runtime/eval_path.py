@@ -33,14 +33,6 @@ from vov3d.models import base
 logger = logging.getLogger(__name__)
 
 
-def _hooks_present(model):
-    from torch.nn.modules import module as nn_module
-
-    if nn_module._global_forward_hooks or nn_module._global_forward_pre_hooks:
-        return True
-    return any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
-
-
 def _tracing():
     if torch.jit.is_tracing() or torch.jit.is_scripting():
         return True
@@ -51,15 +43,31 @@ def _tracing():
     return bool(onnx is not None and getattr(onnx, "is_in_onnx_export", lambda: False)())
 
 
+def _global_hooks_set():
+    from torch.nn.modules import module as nn_module
+
+    return bool(nn_module._global_forward_hooks or nn_module._global_forward_pre_hooks)
+
+
 def weights_signature(model):
     """Returns a value that changes whenever a parameter or buffer of `model` is replaced, moved or
-    updated in place (tensor version counters, storages, dtypes)."""
-    return tuple((t.data_ptr(), t._version, t.dtype) for t in model.state_dict(keep_vars=True).values()
-                 if torch.is_tensor(t))
+    updated in place (tensor version counters, storages, dtypes), or None when a submodule has forward
+    hooks. One walk over the modules per forward (no state_dict(): its key strings cost three times
+    as much, ~3 ms a call on VoV3D-M)."""
+    out = []
+    for m in model.modules():
+        if m._forward_hooks or m._forward_pre_hooks:
+            return None
+        for tensors in (m._parameters, m._buffers):
+            for t in tensors.values():
+                if t is not None:
+                    out.append((t.data_ptr(), t._version, t.dtype))
+    return tuple(out)
 
 
 def applies(model, inputs):
-    """True when `model`'s forward on `inputs` may run the prepared copy (see the module docstring)."""
+    """True when `model`'s forward on `inputs` may run the prepared copy, hooks aside (those are found
+    by weights_signature's walk; see the module docstring)."""
     if model.training or torch.is_grad_enabled() or not getattr(model, "accelerated_eval", True):
         return False
     if os.environ.get("VOV3D_ACCELERATED_EVAL", "1") == "0":
@@ -69,7 +77,7 @@ def applies(model, inputs):
         return False
     if not clips[0].is_floating_point() or clips[0].device.type not in ("cpu", "cuda") or _tracing():
         return False  # meta tensors (FLOP counting), integer clips, traces: the plain forward
-    return not _hooks_present(model)
+    return not _global_hooks_set()
 
 
 def _lever_cfg(model):
@@ -90,6 +98,8 @@ def accelerated_forward(model, inputs):
     from vov3d.runtime.prepare import InferenceModel
 
     signature = weights_signature(model)
+    if signature is None:  # forward hooks (feature taps, CAM) must see the model's own modules
+        return None
     state = model.__dict__.get("_accelerated_eval_state")
     if state is None or state[0] != signature:
         drop_copy(model)

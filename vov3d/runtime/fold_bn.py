@@ -135,7 +135,7 @@ def fold_batchnorm(model, example_inputs):
         if not bn.track_running_stats or bn.running_mean is None:
             continue
         fold_conv_bn_(folded.get_submodule(conv_name), bn)
-        set_submodule(folded, bn_name, nn.Identity())
+        set_submodule(folded, bn_name, nn.Identity().eval())
     for p in folded.parameters():
         p.requires_grad_(False)
     logger.debug("Folded %d BatchNorms into their convs", len(pairs))
