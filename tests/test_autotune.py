@@ -5,6 +5,8 @@ path with stock ops on the machine at hand (a generous noise margin: the machine
 import json
 import logging
 import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -13,7 +15,7 @@ import torch
 from tests.conftest import randomize_bn
 from vov3d.config.defaults import get_cfg
 from vov3d.models import build_model
-from vov3d.runtime import autotune, prepare
+from vov3d.runtime import autotune, heap, prepare
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # a shared machine: spinning threads crawl
 
@@ -138,8 +140,9 @@ def test_explicit_values_are_never_measured(monkeypatch):
         raise AssertionError("measured although every lever is explicit")
 
     monkeypatch.setattr(autotune, "decide", no_measuring)
+    monkeypatch.setattr(heap, "faults_per_step", no_measuring)
     cfg = tiny_cfg(MEMORY_FORMAT="channels_last_3d", DEPTHWISE_IMPL="conv2d", CPU_FUSED_UNITS="off",
-                   POINTWISE_IMPL="matmul", BATCHNORM_IMPL="kernel")
+                   POINTWISE_IMPL="matmul", BATCHNORM_IMPL="kernel", CPU_KEEP_HEAP="off")
     model = build_model(cfg)
     prepare.prepare_for_training(model, cfg)
     assert model.runtime_route == "cl3d+dw_conv2d+pw_matmul+bn_kernel"
@@ -279,3 +282,55 @@ def test_measuring_leaves_the_stock_route_plain(monkeypatch, tmp_path):
     assert model.runtime_route == "stock"
     convs = [m for m in model.modules() if isinstance(m, nn.Conv3d)]
     assert convs and all(type(m) is nn.Conv3d for m in convs)
+
+
+def test_heap_lever_keeps_the_heap_when_a_train_step_faults(monkeypatch, caplog):
+    if heap.glibc() is None:
+        pytest.skip("the C library is not glibc: the lever has nothing to set")
+    kept = []
+    monkeypatch.setattr(heap, "_kept", False)
+    monkeypatch.setattr(heap, "keep_freed_memory", lambda: kept.append(True) or True)  # not this process's heap
+    cfg = tiny_cfg(MEMORY_FORMAT="contiguous", DEPTHWISE_IMPL="conv3d", CPU_FUSED_UNITS="off",
+                   POINTWISE_IMPL="conv", BATCHNORM_IMPL="stock")
+    model = randomize_bn(build_model(cfg))
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    monkeypatch.setattr(heap, "FAULTS_PER_STEP", 10**9)  # a step that faults less: left to glibc, cached
+    with caplog.at_level(logging.INFO, logger="vov3d.runtime.prepare"):
+        prepare.prepare_for_training(model, cfg)
+        prepare.prepare_for_training(model, cfg)
+    assert not kept
+    assert "left to glibc, measured on" in caplog.text and "Freed heap between train steps: off (cached" in caplog.text
+    for k, v in model.state_dict().items():  # the measured steps left no trace
+        assert torch.equal(v, state[k]), k
+    monkeypatch.setattr(heap, "FAULTS_PER_STEP", -1)  # another shape: measured anew, kept
+    prepare.prepare_for_training(model, cfg, input_shape=(1, 3, 4, 32, 32))
+    assert kept
+    for value, expected in (("on", 1), ("off", 0)):
+        kept.clear()
+        prepare.prepare_for_training(model, tiny_cfg(MEMORY_FORMAT="contiguous", CPU_KEEP_HEAP=value))
+        assert len(kept) == expected, value
+    with pytest.raises(ValueError, match="MODEL.CPU_KEEP_HEAP"):
+        prepare.prepare_for_training(model, tiny_cfg(CPU_KEEP_HEAP="yes"))
+
+
+def test_kept_heap_stops_steps_from_faulting_their_memory_in_again(tmp_path):
+    """In a fresh interpreter (the setting is process-wide): a step that allocates 64 MiB in 8 MiB
+    blocks and frees them faults every page in again under glibc's defaults, and none once kept."""
+    if heap.glibc() is None:
+        pytest.skip("the C library is not glibc")
+    script = (
+        "import torch\n"
+        "from vov3d.runtime import heap\n"
+        "def step():\n"
+        "    blocks = [torch.ones(2 << 20) for _ in range(8)]\n"
+        "    return sum(float(b[-1]) for b in blocks)\n"
+        "before = heap.faults_per_step(step, steps=3)\n"
+        "assert heap.keep_freed_memory()\n"
+        "after = heap.faults_per_step(step, steps=3)\n"
+        "print(before, after)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(os.path.dirname(__file__)))
+    before, after = map(float, out.stdout.split())
+    assert before > 8 * 1024  # 64 MiB in 4 KiB pages: at least half of them again every step
+    assert after < before / 20

@@ -512,6 +512,7 @@ def check_goals(results, goals=GOALS):
 
 def machine_info(device):
     """Returns what the figures were measured on: CPU model, ISA flags, threads, GPU name."""
+    from vov3d.runtime import heap
     from vov3d.runtime.autotune import cpu_model
 
     flags = set()
@@ -525,7 +526,8 @@ def machine_info(device):
         pass
     isa = [f for f in ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile", "asimd") if f in flags]
     info = {"cpu": cpu_model(), "isa": isa, "threads": torch.get_num_threads(), "logical_cpus": os.cpu_count(),
-            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__}
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__,
+            "heap_kept": heap.is_kept()}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
@@ -535,6 +537,8 @@ def format_machine(info):
     """Returns the one-line description of machine_info's dict printed with every figure."""
     line = (f"{info['cpu']} (ISA: {' '.join(info['isa']) or 'unknown'}; torch uses {info['torch_cpu_capability']}), "
             f"{info['threads']} threads of {info['logical_cpus']} CPUs, torch {info['torch']}")
+    if info.get("heap_kept"):  # process-wide: every variant of the run alike (MODEL.CPU_KEEP_HEAP)
+        line += ", freed heap kept between steps"
     return line + (f", GPU {info['gpu']}" if info.get("gpu") else "")
 
 

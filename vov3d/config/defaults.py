@@ -104,6 +104,10 @@ _C.MODEL.POINTWISE_IMPL = Key("auto", one_of=("auto", "conv", "matmul"))
 # Training BatchNorm of channels-last CPU clips with <= 64 channels as: auto (measured) | stock | kernel (a C
 # kernel, vov3d/runtime/batchnorm.py; an error without a C compiler). Eval and test copies are not affected.
 _C.MODEL.BATCHNORM_IMPL = Key("auto", one_of=("auto", "stock", "kernel"))
+# CPU training: freed memory stays in the heap for the next step instead of going back to the OS and
+# being faulted in again (glibc; vov3d/runtime/heap.py): auto (on when a train step measures > 1024
+# page faults) | on | off. Process-wide: the process keeps its peak memory, as CUDA's allocator does.
+_C.MODEL.CPU_KEEP_HEAP = Key("auto", one_of=("auto", "on", "off"))
 _C.MODEL.CUDNN_BENCHMARK = True  # torch.backends.cudnn.benchmark on CUDA (autotuned conv algorithms)
 # Autocast in test/val: auto (measured on CUDA, off on CPU) | off | bfloat16 | float16.
 _C.MODEL.INFERENCE_AMP = Key("auto", one_of=("auto", "off", "bfloat16", "float16"))

@@ -8,6 +8,8 @@
 | fused D(2+1)D units (C kernel) | MODEL.CPU_FUSED_UNITS  | auto (measured, CPU inference) / on / off                |
 | training BN, narrow channels-  | MODEL.BATCHNORM_IMPL   | auto (measured, CPU channels-last training) / stock /    |
 | last clips (C kernel)          |                        | kernel                                                   |
+| freed heap kept between train  | MODEL.CPU_KEEP_HEAP    | auto (measured: page faults of a CPU train step) / on /   |
+| steps (glibc)                  |                        | off                                                      |
 | autocast in inference          | MODEL.INFERENCE_AMP    | auto (measured on CUDA: off / bf16 / fp16; off on CPU) / |
 |                                |                        | off / bfloat16 / float16                                 |
 | cuDNN autotuner                | MODEL.CUDNN_BENCHMARK  | True (CUDA only; cuDNN measures its algorithms itself)   |
@@ -32,6 +34,7 @@ INFERENCE_AMPS = ("auto", "off", "bfloat16", "float16")
 CPU_FUSED_UNITS = ("auto", "on", "off")
 POINTWISE_IMPLS = ("auto", "conv", "matmul")
 BATCHNORM_IMPLS = ("auto", "stock", "kernel")
+CPU_KEEP_HEAP = ("auto", "on", "off")
 _AMP_DTYPES = {"off": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -85,6 +88,13 @@ def fused_units_choices(cfg, device_type):
     return [False, True] if choice == "auto" else [True]
 
 
+def keep_heap_choice(cfg, device_type):
+    """Returns what MODEL.CPU_KEEP_HEAP asks of training on `device_type`: "auto", "on" or "off"
+    (vov3d/runtime/heap.py; a CPU lever: "off" elsewhere)."""
+    choice = _check("MODEL.CPU_KEEP_HEAP", cfg.MODEL.CPU_KEEP_HEAP, CPU_KEEP_HEAP)
+    return choice if device_type == "cpu" else "off"
+
+
 def inference_amp_choices(cfg, device_type):
     """Returns the autocast dtypes (None = fp32) MODEL.INFERENCE_AMP allows on `device_type` (fp32 first).
     auto measures float16 and bfloat16 on CUDA; on CPU it stays fp32 (autocast there is opt-in)."""
@@ -106,6 +116,7 @@ def validate(cfg):
     pointwise_choices(cfg)
     batchnorm_choices(cfg, "cpu")
     fused_units_choices(cfg, "cpu")
+    keep_heap_choice(cfg, "cpu")
     inference_amp_choices(cfg, "cpu")
 
 

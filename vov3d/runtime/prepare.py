@@ -9,6 +9,7 @@ A user of the API gets the same speed from plain `model.eval()` and no-grad forw
 eval_path.py runs them on an InferenceModel kept beside the model.
 """
 
+import contextlib
 import copy
 import itertools
 import logging
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from vov3d.runtime import autotune, kernels, levers
+from vov3d.runtime import autotune, heap, kernels, levers
 from vov3d.runtime.batchnorm import has_narrow_batchnorms, set_batchnorm_impl
 from vov3d.runtime.conv_routes import apply_conv_routes, is_factorizable_depthwise, is_pointwise
 from vov3d.runtime.fold_bn import fold_batchnorm
@@ -132,9 +133,10 @@ def train_input_shape(cfg):
     return (per_process, cfg.DATA.INPUT_CHANNEL_NUM[0], cfg.DATA.NUM_FRAMES, crop, crop)
 
 
-def _measure_training(model, cfg, routes, shape, device):
-    """Returns the Route whose train step (forward + backward) measures fastest; leaves no trace
-    in `model` (BN statistics, gradients and RNG streams are restored)."""
+@contextlib.contextmanager
+def _trial_steps(model, routes, shape, device):
+    """Yields run(name): a train step (forward + backward) of route `name` on a random clip of `shape`;
+    leaves no trace in `model` (BN statistics, gradients, RNG streams and mode are restored on exit)."""
     by_name = {r.name: r for r in routes}
     buffers = [(b, b.detach().clone()) for b in model.buffers()]
     rng = torch.get_rng_state()
@@ -157,14 +159,8 @@ def _measure_training(model, cfg, routes, shape, device):
 
         return step
 
-    def check(out, ref, name):  # batch-statistics BN amplifies summation order: a looser tolerance
-        return autotune.outputs_match(out, ref, rtol=1e-2, atol=1e-3)
-
-    key = autotune.decision_key("train", device, model, shape, list(by_name))
     try:
-        choice = autotune.decide("train", key, list(by_name), run, check=check, reps=TUNE_REPS,
-                                 rounds=TUNE_ROUNDS, budget_s=TUNE_BUDGET_S, margin=TUNE_MARGIN,
-                                 sync=_sync(device))
+        yield run
     finally:
         with torch.no_grad():
             for b, saved in buffers:
@@ -174,7 +170,56 @@ def _measure_training(model, cfg, routes, shape, device):
         if cuda_rng is not None:
             torch.cuda.set_rng_state_all(cuda_rng)
         model.train(was_training)
+
+
+def _measure_training(model, cfg, routes, shape, device):
+    """Returns the Route whose train step (forward + backward) measures fastest; leaves no trace
+    in `model`."""
+    by_name = {r.name: r for r in routes}
+
+    def check(out, ref, name):  # batch-statistics BN amplifies summation order: a looser tolerance
+        return autotune.outputs_match(out, ref, rtol=1e-2, atol=1e-3)
+
+    key = autotune.decision_key("train", device, model, shape, list(by_name))
+    with _trial_steps(model, routes, shape, device) as run:
+        choice = autotune.decide("train", key, list(by_name), run, check=check, reps=TUNE_REPS,
+                                 rounds=TUNE_ROUNDS, budget_s=TUNE_BUDGET_S, margin=TUNE_MARGIN,
+                                 sync=_sync(device))
     return by_name[choice]
+
+
+def _keep_heap(model, cfg, route, shape, device):
+    """Keeps freed memory in the heap between train steps when MODEL.CPU_KEEP_HEAP asks for it (auto:
+    when the route's train step measures more than heap.FAULTS_PER_STEP page faults; the decision is
+    cached like the routes'). See vov3d/runtime/heap.py."""
+    choice = levers.keep_heap_choice(cfg, device.type)
+    if choice == "off" or heap.is_kept():
+        return
+    if heap.glibc() is None:
+        logger.info("MODEL.CPU_KEEP_HEAP %s: the C library is not glibc, its heap is left as it is", choice)
+        return
+    if choice == "auto":
+        key = autotune.decision_key("heap", device, model, shape, ["off", "on"])
+        cached = autotune.load_decision(key)
+        if cached is not None:
+            choice = cached["choice"]
+            logger.info("Freed heap between train steps: %s (cached for %s, %s)", choice, key["machine"],
+                        "x".join(map(str, shape)))
+        else:
+            with _trial_steps(model, [route], shape, device) as run:
+                step = run(route.name)
+                faults = heap.faults_per_step(step)
+                choice = "on" if faults > heap.FAULTS_PER_STEP else "off"
+                after = None
+                if choice == "on":
+                    heap.keep_freed_memory()
+                    after = heap.faults_per_step(step, steps=1)
+            autotune.save_decision(key, choice, {"page_faults_per_step": faults, "kept": after})
+            logger.info("Freed heap between train steps: %s, measured on %s at %s (%.0f page faults a step%s)",
+                        "kept" if choice == "on" else "left to glibc", key["machine"], "x".join(map(str, shape)),
+                        faults, f", {after:.0f} once kept" if after is not None else "")
+    if choice == "on":
+        heap.keep_freed_memory()
 
 
 def apply_route(model, route):
@@ -207,6 +252,7 @@ def prepare_for_training(model, cfg, wrap=None, input_shape=None):
         reason = kernels.unavailable_reason("batchnorm_cpu")
         raise RuntimeError(f"MODEL.BATCHNORM_IMPL is kernel but the CPU kernel cannot be built: {reason}")
     apply_route(model, route)
+    _keep_heap(model, cfg, route, input_shape or train_input_shape(cfg), device)
     if cfg.MODEL.MEMORY_FORMAT == "auto":
         record_decision(route.memory_format)
     model.runtime_route = route.name
