@@ -35,7 +35,7 @@ def glibc():
         libc = ctypes.CDLL(None)
         libc.gnu_get_libc_version  # glibc only
         libc.mallopt
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):  # TypeError: no CDLL(None) (Windows)
         return None
     return libc
 
