@@ -5,7 +5,8 @@
 
 Layers: levers.py (keys -> candidates), autotune.py (measure, pick, cache), layout.py (clip memory
 format, batches), conv_routes.py (Conv3d forwards), fold_bn.py, fused_units.py + kernels.py + csrc/
-(the fused CPU kernel), prepare.py (prepare_for_training / prepare_for_inference).
+(the fused CPU kernel), batchnorm.py (the training BN kernel), heap.py (freed memory kept between CPU
+train steps), eval_path.py (plain model.eval()), prepare.py (prepare_for_training / prepare_for_inference).
 """
 
 from vov3d.runtime.layout import clip_memory_format, empty_clip_batch, to_model_format  # noqa: F401
