@@ -222,12 +222,8 @@ class Runner:
             self.eval_mode()
         return m(self.inputs)  # prepared models apply their own autocast
 
-    def timed(self, fn, iters, mode=None):
-        """Returns the wall seconds of each of `iters` calls of fn. `mode` (train_mode / eval_mode) is
-        called first, untimed: the engine switches a model's mode once per epoch, not per batch, and
-        the switch walks every module (~3 ms for VoV3D-M, as much as a third of the fastest forward)."""
-        if mode is not None:
-            mode()
+    def timed(self, fn, iters):
+        """Returns the wall seconds of each of `iters` calls of fn."""
         out = []
         for _ in range(iters):
             self.sync()
@@ -440,9 +436,13 @@ def benchmark_config(cfg_file, opts, args, device):
             i = (k + rep) % n
             r, row = runners[i], rows[i]
             r.set_global_flags()
+            # Modes are switched untimed: the engine does it once per epoch, not per batch, and the
+            # switch walks every module (~3 ms for VoV3D-M, a third of the fastest forward).
             if not r.variant.api:  # api: eval only (its training is the engine's, `defaults`)
-                row["train"] += r.timed(r.train_step, args.iters, r.train_mode)
-            row["eval"] += r.timed(r.eval_forward, args.iters, r.eval_mode)
+                r.train_mode()
+                row["train"] += r.timed(r.train_step, args.iters)
+            r.eval_mode()
+            row["eval"] += r.timed(r.eval_forward, args.iters)
     for r, row in zip(runners, rows):
         tr, ev = _median(row.pop("train")), _median(row.pop("eval"))
         row.update({

@@ -11,14 +11,12 @@ anyway. Blocks above 32 MiB (glibc's cap on the mmap threshold) are still mapped
 
 `auto` measures: the chosen route's train step is run and its page faults counted; the heap is kept
 when a step faults in more than FAULTS_PER_STEP pages. Only glibc has these knobs (mallopt); with any
-other C library the lever does nothing and says so once.
+other C library the lever does nothing (prepare_for_training logs why).
 """
 
 import ctypes
-import logging
+import functools
 import resource
-
-logger = logging.getLogger(__name__)
 
 _M_TRIM_THRESHOLD = -1  # mallopt parameters (malloc.h)
 _M_MMAP_THRESHOLD = -3
@@ -29,6 +27,7 @@ FAULTS_PER_STEP = 1024  # 4 MiB of zero-filled pages a step: below this, keeping
 _kept = False
 
 
+@functools.lru_cache(maxsize=None)
 def glibc():
     """Returns the C library as a ctypes handle when it is glibc (it has mallopt), else None."""
     try:

@@ -8,7 +8,7 @@
 | fused D(2+1)D units (C kernel) | MODEL.CPU_FUSED_UNITS  | auto (measured, CPU inference) / on / off                |
 | training BN, narrow channels-  | MODEL.BATCHNORM_IMPL   | auto (measured, CPU channels-last training) / stock /    |
 | last clips (C kernel)          |                        | kernel                                                   |
-| freed heap kept between train  | MODEL.CPU_KEEP_HEAP    | auto (measured: page faults of a CPU train step) / on /   |
+| freed heap kept between train  | MODEL.CPU_KEEP_HEAP    | auto (measured: page faults of a CPU train step) / on / |
 | steps (glibc)                  |                        | off                                                      |
 | autocast in inference          | MODEL.INFERENCE_AMP    | auto (measured on CUDA: off / bf16 / fp16; off on CPU) / |
 |                                |                        | off / bfloat16 / float16                                 |
