@@ -179,7 +179,8 @@ def test_auto_measures_once_per_shape_and_leaves_the_model_as_it_was(monkeypatch
     prepare.prepare_for_training(model, cfg)
     assert calls[0] == ("train", (2, 3, 4, 32, 32), (
         "stock", "dw_conv2d", "cl3d", "cl3d+bn_kernel", "cl3d+pw_matmul", "cl3d+pw_matmul+bn_kernel", "cl3d+dw_conv2d",
-        "cl3d+dw_conv2d+bn_kernel", "cl3d+dw_conv2d+pw_matmul", "cl3d+dw_conv2d+pw_matmul+bn_kernel"))
+        "cl3d+dw_conv2d+bn_kernel", "cl3d+dw_conv2d+pw_matmul", "cl3d+dw_conv2d+pw_matmul+bn_kernel", "cl3d+dw_kernel",
+        "cl3d+dw_kernel+bn_kernel", "cl3d+dw_kernel+pw_matmul", "cl3d+dw_kernel+pw_matmul+bn_kernel"))
     assert timed[0] == sorted(calls[0][2])  # every candidate agreed with stock and was timed
     assert torch.equal(torch.get_rng_state(), rng)  # dropout streams unchanged by the measurement
     for k, v in model.state_dict().items():  # BN running statistics restored, weights untouched

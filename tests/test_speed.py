@@ -92,13 +92,14 @@ def assert_same_forward_backward(ref, dut, x):
 ])
 @pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last_3d])
 @pytest.mark.parametrize("size", [9, 2])  # 2: a map smaller than the kernel (padded before the conv)
-def test_depthwise_conv2d_matches_conv3d_forward_and_backward(kernel, stride, bias, fmt, size):
+@pytest.mark.parametrize("impl", ["conv2d", "kernel"])  # kernel: the C kernel where it applies, else conv2d
+def test_depthwise_routes_match_conv3d_forward_and_backward(kernel, stride, bias, fmt, size, impl):
     torch.manual_seed(0)
     c = 6
     ref = nn.Conv3d(c, c, kernel, stride=stride, padding=tuple(k // 2 for k in kernel), groups=c, bias=bias)
     ref = ref.to(memory_format=fmt)
     dut = copy.deepcopy(ref)
-    assert conv_routes.set_depthwise_impl(dut, "conv2d") == 1
+    assert conv_routes.set_depthwise_impl(dut, impl) == 1
     assert isinstance(dut, conv_routes.DepthwiseConv3d) and isinstance(dut, nn.Conv3d)
     x = torch.randn(2, c, 5, size, size).contiguous(memory_format=fmt)
     assert_same_forward_backward(ref, dut, x)
@@ -157,7 +158,8 @@ def test_auto_levers_offer_stock_first_and_explicit_values_only_themselves():
     cfg.MODEL.DEPTHWISE_IMPL = "auto"
     cfg.MODEL.MEMORY_FORMAT = "auto"
     cfg.MODEL.POINTWISE_IMPL = "auto"
-    assert levers.depthwise_choices(cfg) == ["conv3d", "conv2d"]
+    assert levers.depthwise_choices(cfg, "cpu") == ["conv3d", "conv2d", "kernel"]
+    assert levers.depthwise_choices(cfg, "cuda") == ["conv3d", "conv2d"]  # the kernel is a CPU one
     assert levers.memory_format_choices(cfg) == [torch.contiguous_format, torch.channels_last_3d]
     assert levers.fused_units_choices(cfg, "cpu") == [False, True]
     assert levers.fused_units_choices(cfg, "cuda") == [False]  # a CPU kernel
@@ -168,12 +170,15 @@ def test_auto_levers_offer_stock_first_and_explicit_values_only_themselves():
     model = build_model(cfg)
     cfg.MODEL.BATCHNORM_IMPL = "stock"
     names = [r.name for r in prepare.candidate_routes(cfg, model, "cpu", inference=False)]
-    assert names == ["stock", "dw_conv2d", "cl3d", "cl3d+pw_matmul", "cl3d+dw_conv2d", "cl3d+dw_conv2d+pw_matmul"]
+    # the depthwise kernel reads channels-last clips only: no contiguous + dw_kernel
+    assert names == ["stock", "dw_conv2d", "cl3d", "cl3d+pw_matmul", "cl3d+dw_conv2d", "cl3d+dw_conv2d+pw_matmul",
+                     "cl3d+dw_kernel", "cl3d+dw_kernel+pw_matmul"]
     cfg.MODEL.BATCHNORM_IMPL = "auto"  # the BN kernel: channels-last training routes only
     names = [r.name for r in prepare.candidate_routes(cfg, model, "cpu", inference=False)]
     assert names == ["stock", "dw_conv2d", "cl3d", "cl3d+bn_kernel", "cl3d+pw_matmul", "cl3d+pw_matmul+bn_kernel",
                      "cl3d+dw_conv2d", "cl3d+dw_conv2d+bn_kernel", "cl3d+dw_conv2d+pw_matmul",
-                     "cl3d+dw_conv2d+pw_matmul+bn_kernel"]
+                     "cl3d+dw_conv2d+pw_matmul+bn_kernel", "cl3d+dw_kernel", "cl3d+dw_kernel+bn_kernel",
+                     "cl3d+dw_kernel+pw_matmul", "cl3d+dw_kernel+pw_matmul+bn_kernel"]
     names = [r.name for r in prepare.candidate_routes(cfg, model, "cpu", inference=True)]
     assert "cl3d+dw_conv2d+fused" in names and not any("fused" in n and "pw_" in n for n in names)
     assert not any("bn_" in n for n in names)  # inference copies fold their BNs
@@ -184,7 +189,7 @@ def test_auto_levers_offer_stock_first_and_explicit_values_only_themselves():
     cfg.MODEL.DEPTHWISE_IMPL = "conv3d"
     cfg.MODEL.CPU_FUSED_UNITS = "on"
     cfg.MODEL.INFERENCE_AMP = "bfloat16"
-    assert levers.depthwise_choices(cfg) == ["conv3d"]
+    assert levers.depthwise_choices(cfg, "cpu") == ["conv3d"]
     assert levers.fused_units_choices(cfg, "cpu") == [True]
     assert levers.inference_amp_choices(cfg, "cpu") == [torch.bfloat16]
     assert levers.pointwise_choices(cfg) == ["matmul"]
@@ -214,7 +219,8 @@ def test_build_model_returns_the_plain_module():
 # ----------------------------------------------------------------------------------------------- #
 
 LAYOUTS = [("channels_last_3d", "conv3d", "conv"), ("contiguous", "conv2d", "conv"),
-           ("channels_last_3d", "conv2d", "conv"), ("channels_last_3d", "conv2d", "matmul")]
+           ("channels_last_3d", "conv2d", "conv"), ("channels_last_3d", "conv2d", "matmul"),
+           ("channels_last_3d", "kernel", "matmul")]
 
 
 @pytest.mark.parametrize("name", ["VoV3D", "X3D"])

@@ -96,8 +96,9 @@ _C.MODEL.HEAD_ACT = Key("softmax", one_of=("softmax", "sigmoid"))  # eval-mode a
 _C.MODEL.MEMORY_FORMAT = Key("auto", one_of=("auto", "channels_last_3d", "contiguous"))
 _C.MODEL.COMPILE = False  # wrap the model in torch.compile (compile time is paid every run)
 _C.MODEL.FOLD_BN = True  # test/export run a copy with BatchNorm folded into the preceding conv (measured faster)
-# Depthwise 1xkxk / kx1x1 convs as: auto (measured) | conv2d | conv3d.
-_C.MODEL.DEPTHWISE_IMPL = Key("auto", one_of=("auto", "conv2d", "conv3d"))
+# Depthwise 1xkxk / kx1x1 convs as: auto (measured) | conv2d | conv3d | kernel (the C kernel on CPU
+# channels-last clips, forward and backward: vov3d/runtime/depthwise.py).
+_C.MODEL.DEPTHWISE_IMPL = Key("auto", one_of=("auto", "conv2d", "conv3d", "kernel"))
 # 1x1x1 convs of channels-last routes as: auto (measured) | conv | matmul (one matrix product over the
 # channels-last rows; vov3d/runtime/conv_routes.py: PointwiseConv3d).
 _C.MODEL.POINTWISE_IMPL = Key("auto", one_of=("auto", "conv", "matmul"))

@@ -6,7 +6,8 @@ and one whose kernel is kt x 1 x 1 (temporal) as a depthwise kt x 1 Conv2d over 
 Conv2d weights are views of the Conv3d parameters, so state_dict names, shapes and values are
 unchanged and gradients land in the Conv3d parameters. With channels_last_3d activations both
 reshapes are views (no copy). Depthwise Conv3d backward is slow on CPU (pytorch/pytorch#37406,
-#110885); depthwise Conv2d is well optimised. Full 3x3x3 depthwise kernels (X3D) stay Conv3d:
+#110885); depthwise Conv2d is well optimised. On CPU channels-last clips the "kernel" route runs
+both convs, forward and backward, on a C kernel (vov3d/runtime/depthwise.py). Full 3x3x3 depthwise kernels (X3D) stay Conv3d:
 splitting them into shifted Conv2d taps measured slower. `PointwiseConv3d` runs the 1x1x1 Conv3d of a
 channels-last model as matrix products (its docstring says when that is faster).
 
@@ -17,6 +18,8 @@ the module a user builds is the plain one. Every route keeps outputs within 1e-5
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from vov3d.runtime.depthwise import depthwise_kernel, kernel_applies
 
 
 class ChannelsLastConv3d(nn.Conv3d):
@@ -62,14 +65,17 @@ class DepthwiseConv3d(ChannelsLastConv3d):
 
     Never constructed directly: `set_depthwise_impl` retypes existing nn.Conv3d modules, so the
     parameters, their names and the checkpoint format stay those of nn.Conv3d.
-    `depthwise_impl == "conv3d"` is the Conv3d forward (ChannelsLastConv3d's).
+    `depthwise_impl == "conv3d"` is the Conv3d forward (ChannelsLastConv3d's); "kernel" is the C
+    kernel where it applies (fp32 channels-last CPU clips, the kernel shapes it takes), else conv2d.
     """
 
     depthwise_impl = "conv3d"
 
     def forward(self, x):
-        if self.depthwise_impl != "conv2d" or x.dim() != 5:
+        if self.depthwise_impl == "conv3d" or x.dim() != 5:
             return super().forward(x)
+        if self.depthwise_impl == "kernel" and kernel_applies(self, x):
+            return depthwise_kernel(self, x)
         if self.kernel_size[0] == 1:
             return self._spatial(x)
         return self._temporal(x)
@@ -180,13 +186,17 @@ def _route_convs(model, cls, applies, attr, impl, stock):
     return count
 
 
+DEPTHWISE_IMPLS = ("conv3d", "conv2d", "kernel")
+
+
 def set_depthwise_impl(model, impl):
-    """Runs every factorizable depthwise Conv3d of `model` as `impl` ("conv2d" | "conv3d"), in place.
+    """Runs every factorizable depthwise Conv3d of `model` as `impl` ("conv3d" | "conv2d" | "kernel"),
+    in place.
 
     Returns the number of convs switched. Parameters and state_dict are untouched.
     """
-    if impl not in ("conv2d", "conv3d"):
-        raise ValueError(f"depthwise impl must be conv2d or conv3d, got {impl!r}")
+    if impl not in DEPTHWISE_IMPLS:
+        raise ValueError(f"depthwise impl must be one of {DEPTHWISE_IMPLS}, got {impl!r}")
     return _route_convs(model, DepthwiseConv3d, is_factorizable_depthwise, "depthwise_impl", impl, "conv3d")
 
 
@@ -200,7 +210,7 @@ def set_pointwise_impl(model, impl):
 
 def apply_conv_routes(model, memory_format, depthwise, pointwise="conv"):
     """Puts `model`'s weights in `memory_format` (a torch.memory_format), runs its factorizable
-    depthwise convs as `depthwise` ("conv2d" | "conv3d"), in channels_last_3d its 1x1x1 convs as
+    depthwise convs as `depthwise` ("conv3d" | "conv2d" | "kernel"), in channels_last_3d its 1x1x1 convs as
     `pointwise` ("conv" | "matmul") and every other Conv3d as ChannelsLastConv3d; in place
     (parameters keep their identity); returns `model`.
 

@@ -1,4 +1,5 @@
-"""Builds and loads the C kernels in vov3d/runtime/csrc/ (fused inference units, training BatchNorm).
+"""Builds and loads the C kernels in vov3d/runtime/csrc/ (fused inference units, depthwise convs,
+training BatchNorm).
 
 The kernels are plain C (no PyTorch headers), compiled on first use with the system C compiler
 (`$CC`, else `cc`) for the CPU at hand (-march=native), and called through ctypes on tensors'
@@ -28,7 +29,7 @@ import torch  # noqa: F401  (loaded first: the kernel then shares torch's OpenMP
 logger = logging.getLogger(__name__)
 
 CSRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc")
-ABI_VERSIONS = {"d2plus1d_cpu": 6, "batchnorm_cpu": 4}  # what each library's <name>_abi_version() returns
+ABI_VERSIONS = {"d2plus1d_cpu": 6, "depthwise_cpu": 1, "batchnorm_cpu": 4}  # what each library's <name>_abi_version() returns
 
 _lock = threading.Lock()
 _libraries = {}
@@ -49,6 +50,19 @@ SIGNATURES = {
         "tosa_block": [_p, _l, _i, _i, _i, _i, _p, _p, _p, _p, _p, _p, _p, _l, _i, _p, _i],
         "d2plus1d_lanes": [],
         "d2plus1d_cpu_abi_version": [],
+    },
+    "depthwise_cpu": {
+        # x, F, Hin, Win, C, w, s, y, H, W, nthreads
+        "dw_spatial": [_p, _l, _i, _i, _i, _p, _i, _p, _i, _i, _i],
+        # g, F, H, W, C, w, dx, Hin, Win, nthreads (stride 2)
+        "dw_spatial_input_grad": [_p, _l, _i, _i, _i, _p, _p, _i, _i, _i],
+        # g, x, F, H, W, C, Hin, Win, s, dw, nthreads
+        "dw_spatial_weight_grad": [_p, _p, _l, _i, _i, _i, _i, _i, _i, _p, _i],
+        # x, N, T, P, C, w, y, nthreads
+        "dw_temporal": [_p, _i, _i, _l, _i, _p, _p, _i],
+        # g, x, N, T, P, C, dw, nthreads
+        "dw_temporal_weight_grad": [_p, _p, _i, _i, _l, _i, _p, _i],
+        "depthwise_cpu_abi_version": [],
     },
     "batchnorm_cpu": {
         # x, M, C, shift, sum, sumsq, nthreads
@@ -99,8 +113,11 @@ def _build(name, cc):
     """Returns the path of kernel `name` built with the first flag choice the compiler takes; a
     library cached from an earlier build is used as it is (no compiler call)."""
     src = os.path.join(CSRC, name + ".c")
-    with open(src, "rb") as f:
-        source = f.read()
+    source = b""
+    # the headers of csrc/ are part of every kernel's source: a changed header rebuilds them all
+    for path in [src] + sorted(os.path.join(CSRC, h) for h in os.listdir(CSRC) if h.endswith(".h")):
+        with open(path, "rb") as f:
+            source += f.read()
     signature = _cpu_signature().encode() + sys.platform.encode()
     paths = []
     for flags in FLAG_CHOICES:

@@ -3,7 +3,7 @@
 | lever                          | key                    | values (default first)                                   |
 |--------------------------------|------------------------|----------------------------------------------------------|
 | memory format                  | MODEL.MEMORY_FORMAT    | auto (measured) / channels_last_3d / contiguous          |
-| depthwise 1xkxk / kx1x1 convs  | MODEL.DEPTHWISE_IMPL   | auto (measured) / conv2d / conv3d                        |
+| depthwise 1xkxk / kx1x1 convs  | MODEL.DEPTHWISE_IMPL   | auto (measured) / conv2d / conv3d / kernel (C, CPU)      |
 | 1x1x1 convs (channels-last)    | MODEL.POINTWISE_IMPL   | auto (measured) / conv / matmul                          |
 | fused D(2+1)D units (C kernel) | MODEL.CPU_FUSED_UNITS  | auto (measured, CPU inference) / on / off                |
 | training BN, narrow channels-  | MODEL.BATCHNORM_IMPL   | auto (measured, CPU channels-last training) / stock /    |
@@ -29,7 +29,7 @@ import torch
 
 from vov3d.runtime.layout import MEMORY_FORMATS, memory_format_from_name
 
-DEPTHWISE_IMPLS = ("auto", "conv3d", "conv2d")
+DEPTHWISE_IMPLS = ("auto", "conv3d", "conv2d", "kernel")
 INFERENCE_AMPS = ("auto", "off", "bfloat16", "float16")
 CPU_FUSED_UNITS = ("auto", "on", "off")
 POINTWISE_IMPLS = ("auto", "conv", "matmul")
@@ -57,10 +57,13 @@ def memory_format_choices(cfg):
     return [memory_format_from_name(choice)]
 
 
-def depthwise_choices(cfg):
-    """Returns the depthwise routes MODEL.DEPTHWISE_IMPL allows (stock conv3d first)."""
+def depthwise_choices(cfg, device_type):
+    """Returns the depthwise routes MODEL.DEPTHWISE_IMPL allows on `device_type` (stock conv3d first;
+    "kernel": vov3d/runtime/depthwise.py, a CPU lever measured by auto on CPUs only)."""
     choice = _check("MODEL.DEPTHWISE_IMPL", cfg.MODEL.DEPTHWISE_IMPL, DEPTHWISE_IMPLS)
-    return ["conv3d", "conv2d"] if choice == "auto" else [choice]
+    if choice != "auto":
+        return [choice]
+    return ["conv3d", "conv2d", "kernel"] if device_type == "cpu" else ["conv3d", "conv2d"]
 
 
 def pointwise_choices(cfg):
@@ -112,7 +115,7 @@ def inference_amp_choices(cfg, device_type):
 def validate(cfg):
     """Raises a one-line ValueError naming the first MODEL.* speed key with a value it does not take."""
     memory_format_choices(cfg)
-    depthwise_choices(cfg)
+    depthwise_choices(cfg, "cpu")
     pointwise_choices(cfg)
     batchnorm_choices(cfg, "cpu")
     fused_units_choices(cfg, "cpu")

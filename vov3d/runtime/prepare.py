@@ -37,7 +37,7 @@ class Route:
     """One combination of machine-dependent levers."""
 
     memory_format: str = "contiguous"  # "contiguous" | "channels_last_3d"
-    depthwise: str = "conv3d"  # "conv3d" | "conv2d"
+    depthwise: str = "conv3d"  # "conv3d" | "conv2d" | "kernel" (CPU channels-last clips)
     pointwise: str = "conv"  # "conv" | "matmul" (1x1x1 convs of channels-last routes)
     fused: bool = False  # fused D(2+1)D kernel (CPU inference copies)
     amp: torch.dtype = None  # inference autocast dtype, None = fp32
@@ -90,7 +90,9 @@ def candidate_routes(cfg, model, device_type, inference):
     a lever that changes nothing in this model (no factorizable depthwise conv, no fusable unit) is
     left out, so nothing is measured twice."""
     formats = [format_name(f) for f in levers.memory_format_choices(cfg)]
-    depthwise = levers.depthwise_choices(cfg) if _has_factorizable_depthwise(model) else ["conv3d"]
+    depthwise = levers.depthwise_choices(cfg, device_type) if _has_factorizable_depthwise(model) else ["conv3d"]
+    if cfg.MODEL.DEPTHWISE_IMPL == "auto" and kernels.load_library("depthwise_cpu") is None:
+        depthwise = [d for d in depthwise if d != "kernel"]  # no C compiler: the kernel would be conv2d
     pointwise = levers.pointwise_choices(cfg) if any(is_pointwise(m) for m in model.modules()) else ["conv"]
     batchnorm = ["stock"]
     if not inference and has_narrow_batchnorms(model):
@@ -109,6 +111,8 @@ def candidate_routes(cfg, model, device_type, inference):
             pw = "conv"  # products need channels-last rows; fused units run their 1x1x1 convs themselves
         if fmt != "channels_last_3d" and "channels_last_3d" in formats:
             bn = "stock"  # the BN kernel reads channels-last clips only
+            if dw == "kernel":
+                continue  # so does the depthwise kernel: contiguous + kernel is contiguous + conv2d
         route = Route(fmt, dw, pw, fu, amp, bn)
         if route not in routes:
             routes.append(route)

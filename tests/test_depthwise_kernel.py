@@ -1,0 +1,121 @@
+"""The depthwise conv C kernel (vov3d/runtime/depthwise.py, MODEL.DEPTHWISE_IMPL kernel): outputs and
+both gradients equal to nn.Conv3d's (computed in float64), for channel counts that leave a partial
+vector at every vector width, odd and tiny maps, one or two threads; and the cases it does not take
+run the conv2d route instead."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from vov3d.runtime import conv_routes, depthwise, kernels
+
+CL = torch.channels_last_3d
+
+pytestmark = pytest.mark.skipif(kernels.load_library("depthwise_cpu") is None,
+                                reason="no C compiler: the kernel route runs conv2d")
+
+
+def reference(x, weight, stride, padding, g):
+    """Output and gradients of the depthwise conv in float64 (torch's own Conv3d)."""
+    xr = x.detach().double().requires_grad_()
+    wr = weight.detach().double().requires_grad_()
+    y = F.conv3d(xr, wr, None, stride, padding, 1, x.shape[1])
+    y.backward(g.double())
+    return y, xr.grad, wr.grad
+
+
+def assert_close(a, b, what):
+    scale = b.abs().max().item() or 1.0
+    err = (a.double() - b).abs().max().item() / scale
+    assert err < 1e-5, f"{what}: relative error {err:.1e}"
+
+
+SHAPES = [  # (N, C, T, H, W): C 3 / 12 / 21 / 40 leave partial vectors on 4-, 8- and 16-float vectors
+    (2, 40, 4, 9, 9), (1, 21, 3, 7, 5), (1, 12, 5, 6, 6), (2, 3, 2, 1, 1), (1, 17, 1, 2, 3),
+]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("kind", ["spatial_s1", "spatial_s2", "temporal"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_kernel_matches_conv3d_in_float64(shape, kind, threads):
+    c = shape[1]
+    kernel, stride, padding = {
+        "spatial_s1": ((1, 3, 3), (1, 1, 1), (0, 1, 1)),
+        "spatial_s2": ((1, 3, 3), (1, 2, 2), (0, 1, 1)),
+        "temporal": ((3, 1, 1), (1, 1, 1), (1, 0, 0)),
+    }[kind]
+    torch.manual_seed(0)
+    conv = nn.Conv3d(c, c, kernel, stride, padding, groups=c, bias=False)
+    x = torch.randn(shape).contiguous(memory_format=CL).requires_grad_()
+    assert depthwise.kernel_applies(conv, x)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        y = depthwise.depthwise_kernel(conv, x)
+        g = torch.randn_like(y)
+        y.backward(g)
+    finally:
+        torch.set_num_threads(previous)
+    ref_y, ref_dx, ref_dw = reference(x, conv.weight, stride, padding, g)
+    assert y.shape == ref_y.shape and y.is_contiguous(memory_format=CL)
+    assert x.grad.is_contiguous(memory_format=CL) and conv.weight.grad.shape == conv.weight.shape
+    assert_close(y, ref_y, "output")
+    assert_close(x.grad, ref_dx, "input gradient")
+    assert_close(conv.weight.grad, ref_dw, "weight gradient")
+
+
+def test_route_runs_the_kernel_and_a_non_channels_last_gradient_is_taken():
+    """DepthwiseConv3d with impl kernel calls the kernel (not conv2d) on a channels-last clip, and an
+    incoming gradient in another layout (a transpose upstream) gives the same gradients."""
+    torch.manual_seed(0)
+    ref = nn.Conv3d(8, 8, (1, 3, 3), padding=(0, 1, 1), groups=8, bias=False)
+    dut = copy.deepcopy(ref)
+    conv_routes.set_depthwise_impl(dut, "kernel")
+    calls = []
+    original = depthwise._Spatial.apply
+    depthwise._Spatial.apply = lambda *a: calls.append(1) or original(*a)
+    try:
+        x = torch.randn(2, 8, 3, 6, 6).contiguous(memory_format=CL)
+        y = dut(x.requires_grad_())
+    finally:
+        depthwise._Spatial.apply = original
+    assert calls == [1]
+    g = torch.randn(y.shape)  # NCTHW-contiguous, not channels-last
+    y.backward(g)
+    _, ref_dx, ref_dw = reference(x, ref.weight, (1, 1, 1), (0, 1, 1), g)
+    assert_close(x.grad, ref_dx, "input gradient")
+    assert_close(dut.weight.grad, ref_dw, "weight gradient")
+
+
+@pytest.mark.parametrize("case", ["ncthw", "bias", "kernel5", "stride3", "float64", "temporal_stride2",
+                                  "autocast"])
+def test_cases_the_kernel_does_not_take_run_conv2d(case):
+    torch.manual_seed(0)
+    args = dict(kernel_size=(1, 3, 3), padding=(0, 1, 1), stride=1, bias=False)
+    if case == "bias":
+        args["bias"] = True
+    elif case == "kernel5":
+        args.update(kernel_size=(1, 5, 5), padding=(0, 2, 2))
+    elif case == "stride3":
+        args["stride"] = (1, 3, 3)
+    elif case == "temporal_stride2":
+        args.update(kernel_size=(3, 1, 1), padding=(1, 0, 0), stride=(2, 1, 1))
+    ref = nn.Conv3d(6, 6, groups=6, **args)
+    x = torch.randn(2, 6, 4, 7, 7)
+    if case != "ncthw":
+        x = x.contiguous(memory_format=CL)
+    if case == "float64":
+        ref, x = ref.double(), x.double()
+    dut = copy.deepcopy(ref)
+    conv_routes.set_depthwise_impl(dut, "kernel")
+    if case == "autocast":
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert not depthwise.kernel_applies(dut, x)
+        return
+    assert not depthwise.kernel_applies(dut, x)
+    y = dut(x.requires_grad_())
+    assert torch.allclose(y, ref(x), atol=1e-5)
