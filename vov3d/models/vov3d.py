@@ -63,10 +63,17 @@ class BottleneckUnit(nn.Module):
                 "mid_bn": self.b_bn, "se": getattr(self, "se", None), "act": self.swish,
                 "c": self.c[0], "c_bn": self.c[1], "residual": self.residual, "out_act": self.relu}
 
+    # A runtime may run the middle convs as one op (vov3d/runtime/conv_routes.py: set_middle_routes):
+    # a callable of y set on the instance; None runs them one by one.
+    middle_route = None
+
     def forward(self, x):
         y = self.a_relu(self.a(x))
-        for name in self.middle:
-            y = getattr(self, name)(y)
+        if self.middle_route is not None:
+            y = self.middle_route(y)
+        else:
+            for name in self.middle:
+                y = getattr(self, name)(y)
         y = self.b_bn(y)
         if hasattr(self, "se"):
             y = self.se(y)

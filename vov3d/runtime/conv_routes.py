@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vov3d.runtime.depthwise import depthwise_kernel, kernel_applies
+from vov3d.runtime.depthwise import SpatialTemporalPair, depthwise_kernel, is_spatial_temporal_pair, kernel_applies
 
 
 class ChannelsLastConv3d(nn.Conv3d):
@@ -208,9 +208,26 @@ def set_pointwise_impl(model, impl):
     return _route_convs(model, PointwiseConv3d, is_pointwise, "pointwise_impl", impl, "conv")
 
 
+def set_middle_routes(model, depthwise):
+    """Gives every unit of `model` that takes a `middle_route` (VoV3D's BottleneckUnit) and whose middle
+    is a depthwise 1x3x3 then 3x1x1 conv a SpatialTemporalPair when `depthwise` is "kernel", and
+    removes it otherwise; returns how many units have one."""
+    count = 0
+    for m in model.modules():
+        m.__dict__.pop("middle_route", None)
+        if depthwise != "kernel" or not hasattr(type(m), "middle_route") or not hasattr(m, "fusable_parts"):
+            continue
+        convs = [getattr(m, name) for name in m.fusable_parts()["middle"]]
+        if len(convs) == 2 and is_spatial_temporal_pair(*convs):
+            m.middle_route = SpatialTemporalPair(*convs)
+            count += 1
+    return count
+
+
 def apply_conv_routes(model, memory_format, depthwise, pointwise="conv"):
     """Puts `model`'s weights in `memory_format` (a torch.memory_format), runs its factorizable
-    depthwise convs as `depthwise` ("conv3d" | "conv2d" | "kernel"), in channels_last_3d its 1x1x1 convs as
+    depthwise convs as `depthwise` ("conv3d" | "conv2d" | "kernel", which also runs a unit's
+    spatial + temporal middle as one pass: set_middle_routes), in channels_last_3d its 1x1x1 convs as
     `pointwise` ("conv" | "matmul") and every other Conv3d as ChannelsLastConv3d; in place
     (parameters keep their identity); returns `model`.
 
@@ -224,6 +241,7 @@ def apply_conv_routes(model, memory_format, depthwise, pointwise="conv"):
             m.__dict__.pop("pointwise_impl", None)
     model.to(memory_format=memory_format)
     set_depthwise_impl(model, depthwise)
+    set_middle_routes(model, depthwise)
     if memory_format == torch.channels_last_3d:
         set_pointwise_impl(model, pointwise)
         route_channels_last_convs(model)

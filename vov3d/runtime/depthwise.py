@@ -4,11 +4,13 @@ vov3d/runtime/csrc/depthwise_cpu.c computes the forward pass and both gradients 
 depthwise convs of a D(2+1)D unit (VoV3D, X3D with X3D.UNIT d2plus1d): 1x3x3 with padding 1 and
 stride 1 or 2, and 3x1x1 with padding 1 and stride 1, no bias. `DepthwiseConv3d` (conv_routes.py)
 runs through `depthwise_kernel` when `kernel_applies`; everything else (another kernel shape, a bias,
-NCTHW clips, autocast, other devices and dtypes, traces, no C compiler) takes the conv2d route.
+NCTHW clips, autocast, other devices and dtypes, traces, no C compiler) takes the conv2d route. A
+unit whose middle is the two convs in a row (VoV3D's) runs them as one pass, `SpatialTemporalPair`.
 Outputs and gradients match nn.Conv3d within float rounding (tests/test_depthwise_kernel.py).
 """
 
 import torch
+import torch.nn as nn
 
 from vov3d.runtime import kernels
 
@@ -45,6 +47,44 @@ def kernel_applies(conv, x):
         and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
         and _lib() is not None
     )
+
+
+def _has_hooks(m):
+    return bool(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks
+                or nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks)
+
+
+def is_spatial_temporal_pair(spatial, temporal):
+    """True for a depthwise 1x3x3 conv (stride 1 or 2) followed by a depthwise 3x1x1 conv of the same
+    width, the kernel's shapes (a D(2+1)D unit's middle)."""
+    def shape(m):
+        return isinstance(m, nn.Conv3d) and (tuple(m.kernel_size), tuple(m.padding) if not isinstance(m.padding, str)
+                                             else None)
+    return (
+        shape(spatial) == SPATIAL and shape(temporal) == TEMPORAL and tuple(temporal.stride) == (1, 1, 1)
+        and spatial.groups == spatial.in_channels == spatial.out_channels
+        == temporal.groups == temporal.in_channels == temporal.out_channels
+    )
+
+
+class SpatialTemporalPair:
+    """A unit's middle, spatial conv then temporal conv, as one pass of the C kernel
+    (dw_spatial_temporal: the intermediate never goes to memory, nor is it kept for the backward
+    pass). Set as a unit's `middle_route` by vov3d/runtime/conv_routes.py; where the kernel does not
+    apply (it or the convs' own checks, a hook on either conv) the two convs run one after the other."""
+
+    def __init__(self, spatial, temporal):
+        self.spatial, self.temporal = spatial, temporal
+
+    def __call__(self, x):
+        s, t = self.spatial, self.temporal
+        if (
+            getattr(s, "depthwise_impl", None) == "kernel" and getattr(t, "depthwise_impl", None) == "kernel"
+            and kernel_applies(s, x) and t.bias is None and tuple(t.dilation) == (1, 1, 1)
+            and t.weight.dtype == torch.float32 and not _has_hooks(s) and not _has_hooks(t)
+        ):
+            return _SpatialTemporal.apply(x, s.weight, t.weight, s.stride[1])
+        return t(s(x))
 
 
 def depthwise_kernel(conv, x):
@@ -131,3 +171,34 @@ class _Temporal(torch.autograd.Function):
                    "the temporal weight gradient")
             dw = _from_taps(grad_taps, weight)
         return dx, dw
+
+
+class _SpatialTemporal(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, w_spatial, w_temporal, stride):
+        lib, ptr, threads = _lib(), kernels.pointer, torch.get_num_threads()
+        n, c, t, hin, win = x.shape
+        h, w = (hin - 1) // stride + 1, (win - 1) // stride + 1
+        y = torch.empty((n, c, t, h, w), memory_format=_CL)
+        ws, wt = _taps(w_spatial), _taps(w_temporal)
+        _check(lib.dw_spatial_temporal(ptr(x), n, t, hin, win, c, ptr(ws), stride, ptr(wt), ptr(y), h, w, threads),
+               "the spatial-temporal forward")
+        ctx.save_for_backward(x, w_spatial, w_temporal)
+        ctx.stride = stride
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, w_spatial, w_temporal = ctx.saved_tensors
+        lib, ptr, threads = _lib(), kernels.pointer, torch.get_num_threads()
+        n, c, t, hin, win = x.shape
+        g = grad.contiguous(memory_format=_CL)
+        ws, ws_rev = _taps(w_spatial), _taps(w_spatial, reverse=True)
+        wt, wt_rev = _taps(w_temporal), _taps(w_temporal, reverse=True)
+        dx = torch.empty_like(x, memory_format=_CL) if ctx.needs_input_grad[0] else None
+        dws, dwt = torch.empty(9, c), torch.empty(3, c)
+        _check(lib.dw_spatial_temporal_backward(
+            ptr(g), ptr(x), n, t, hin, win, c, ptr(ws), ptr(ws_rev), ctx.stride, ptr(wt), ptr(wt_rev), ptr(dx),
+            ptr(dws), ptr(dwt), g.shape[3], g.shape[4], threads), "the spatial-temporal backward")
+        return (dx, _from_taps(dws, w_spatial) if ctx.needs_input_grad[1] else None,
+                _from_taps(dwt, w_temporal) if ctx.needs_input_grad[2] else None, None)

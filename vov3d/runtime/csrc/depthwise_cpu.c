@@ -102,17 +102,17 @@ static inline __attribute__((always_inline)) void spatial_block(const float *in,
 }
 
 /* y [F][H][W][C] = conv(x [F][Hin][Win][C], w [9][C]), padding 1, stride s; H = (Hin - 1) / s + 1. */
+static void spatial_frame(const float *in, int Hin, int Win, int C, const float *w, int s, float *out, int H, int W) {
+#define BLOCK(c, full, n) spatial_block(in, Hin, Win, C, w, s, out, H, W, c, full, n)
+  FOR_CHANNEL_BLOCKS(C, BLOCK)
+#undef BLOCK
+}
+
 int dw_spatial(const float *x, long F, int Hin, int Win, int C, const float *w, int s, float *y, int H, int W,
                int nthreads) {
   nthreads = thread_count(nthreads);
 #pragma omp parallel for schedule(static) num_threads(nthreads)
-  for (long f = 0; f < F; f++) {
-    const float *in = x + f * Hin * Win * C;
-    float *out = y + f * H * W * C;
-#define BLOCK(c, full, n) spatial_block(in, Hin, Win, C, w, s, out, H, W, c, full, n)
-    FOR_CHANNEL_BLOCKS(C, BLOCK)
-#undef BLOCK
-  }
+  for (long f = 0; f < F; f++) spatial_frame(x + f * Hin * Win * C, Hin, Win, C, w, s, y + f * H * W * C, H, W);
   return 0;
 }
 
@@ -148,17 +148,18 @@ static inline __attribute__((always_inline)) void spatial_input_grad_s2_block(co
 
 /* dx [F][Hin][Win][C] = the input gradient of dw_spatial with stride 2 for output gradient g
    [F][H][W][C] (of stride 1: dw_spatial of g with the taps reversed). */
+static void spatial_input_grad_s2_frame(const float *g, int H, int W, int C, const float *w, float *dx, int Hin,
+                                        int Win) {
+#define BLOCK(c, full, n) spatial_input_grad_s2_block(g, H, W, C, w, dx, Hin, Win, c, full, n)
+  FOR_CHANNEL_BLOCKS(C, BLOCK)
+#undef BLOCK
+}
+
 int dw_spatial_input_grad(const float *g, long F, int H, int W, int C, const float *w, float *dx, int Hin, int Win,
                           int nthreads) {
   nthreads = thread_count(nthreads);
 #pragma omp parallel for schedule(static) num_threads(nthreads)
-  for (long f = 0; f < F; f++) {
-    const float *gf = g + f * H * W * C;
-    float *out = dx + f * Hin * Win * C;
-#define BLOCK(c, full, n) spatial_input_grad_s2_block(gf, H, W, C, w, out, Hin, Win, c, full, n)
-    FOR_CHANNEL_BLOCKS(C, BLOCK)
-#undef BLOCK
-  }
+  for (long f = 0; f < F; f++) spatial_input_grad_s2_frame(g + f * H * W * C, H, W, C, w, dx + f * Hin * Win * C, Hin, Win);
   return 0;
 }
 
@@ -197,6 +198,13 @@ static inline __attribute__((always_inline)) void spatial_weight_grad_block(
   for (int t = 0; t < 9; t++) STN(part + t * C + c, LDN(part + t * C + c) + acc[t]);
 }
 
+static void spatial_weight_grad_frame(const float *g, int H, int W, int C, const float *in, int Hin, int Win, int s,
+                                      float *part) {
+#define BLOCK(c, full, n) spatial_weight_grad_block(g, H, W, C, in, Hin, Win, s, part, c, full, n)
+  FOR_CHANNEL_BLOCKS(C, BLOCK)
+#undef BLOCK
+}
+
 /* dw [9][C] = the weight gradient of dw_spatial for output gradient g [F][H][W][C] and input x. */
 int dw_spatial_weight_grad(const float *g, const float *x, long F, int H, int W, int C, int Hin, int Win, int s,
                            float *dw, int nthreads) {
@@ -207,12 +215,7 @@ int dw_spatial_weight_grad(const float *g, const float *x, long F, int H, int W,
   {
     float *mine = part + (long)thread_id() * 9 * C;
 #pragma omp for schedule(static)
-    for (long f = 0; f < F; f++) {
-      const float *gf = g + f * H * W * C, *in = x + f * Hin * Win * C;
-#define BLOCK(c, full, n) spatial_weight_grad_block(gf, H, W, C, in, Hin, Win, s, mine, c, full, n)
-      FOR_CHANNEL_BLOCKS(C, BLOCK)
-#undef BLOCK
-    }
+    for (long f = 0; f < F; f++) spatial_weight_grad_frame(g + f * H * W * C, H, W, C, x + f * Hin * Win * C, Hin, Win, s, mine);
   }
   sum_parts(part, nthreads, 9L * C, dw);
   free(part);
@@ -240,6 +243,13 @@ static inline __attribute__((always_inline)) void temporal_block(const float *pr
   }
 }
 
+static void temporal_frame(const float *prev, const float *cur, const float *next, const float *w, int C, float *out,
+                           long p0, long p1) {
+#define BLOCK(c, full, n) temporal_block(prev, cur, next, w, C, out, p0, p1, c, full, n)
+  FOR_CHANNEL_BLOCKS(C, BLOCK)
+#undef BLOCK
+}
+
 /* y [N][T][P][C] = conv(x, w [3][C]) along T, padding 1 (P = H * W positions a frame). */
 int dw_temporal(const float *x, int N, int T, long P, int C, const float *w, float *y, int nthreads) {
   nthreads = thread_count(nthreads);
@@ -249,10 +259,7 @@ int dw_temporal(const float *x, int N, int T, long P, int C, const float *w, flo
     const long f = job / chunks, p0 = job % chunks * CHUNK, p1 = p0 + CHUNK < P ? p0 + CHUNK : P;
     const int t = (int)(f % T);
     const float *cur = x + f * frame, *prev = t > 0 ? cur - frame : 0, *next = t + 1 < T ? cur + frame : 0;
-    float *out = y + f * frame;
-#define BLOCK(c, full, n) temporal_block(prev, cur, next, w, C, out, p0, p1, c, full, n)
-    FOR_CHANNEL_BLOCKS(C, BLOCK)
-#undef BLOCK
+    temporal_frame(prev, cur, next, w, C, y + f * frame, p0, p1);
   }
   return 0;
 }
@@ -274,6 +281,13 @@ static inline __attribute__((always_inline)) void temporal_weight_grad_block(con
   STN(part + 2 * C + c, LDN(part + 2 * C + c) + a2);
 }
 
+static void temporal_weight_grad_frame(const float *g, const float *prev, const float *cur, const float *next, int C,
+                                       float *part, long p0, long p1) {
+#define BLOCK(c, full, n) temporal_weight_grad_block(g, prev, cur, next, C, part, p0, p1, c, full, n)
+  FOR_CHANNEL_BLOCKS(C, BLOCK)
+#undef BLOCK
+}
+
 /* dw [3][C] = the weight gradient of dw_temporal for output gradient g [N][T][P][C] and input x. */
 int dw_temporal_weight_grad(const float *g, const float *x, int N, int T, long P, int C, float *dw, int nthreads) {
   nthreads = thread_count(nthreads);
@@ -288,9 +302,7 @@ int dw_temporal_weight_grad(const float *g, const float *x, int N, int T, long P
       const long f = job / chunks, p0 = job % chunks * CHUNK, p1 = p0 + CHUNK < P ? p0 + CHUNK : P;
       const int t = (int)(f % T);
       const float *cur = x + f * frame, *prev = t > 0 ? cur - frame : 0, *next = t + 1 < T ? cur + frame : 0;
-#define BLOCK(c, full, n) temporal_weight_grad_block(g + f * frame, prev, cur, next, C, mine, p0, p1, c, full, n)
-      FOR_CHANNEL_BLOCKS(C, BLOCK)
-#undef BLOCK
+      temporal_weight_grad_frame(g + f * frame, prev, cur, next, C, mine, p0, p1);
     }
   }
   sum_parts(part, nthreads, 3L * C, dw);
@@ -298,4 +310,130 @@ int dw_temporal_weight_grad(const float *g, const float *x, int N, int T, long P
   return 0;
 }
 
-int depthwise_cpu_abi_version(void) { return 1; }
+/* ------------------------------------------------------------------------------------------- */
+/* Spatial then temporal in one pass: a D(2+1)D unit's b1 and b2                                */
+/* ------------------------------------------------------------------------------------------- */
+
+/* y = temporal(spatial(x)) never stores z = spatial(x): each thread walks consecutive frames of a
+   clip with the three frames of z the temporal taps read (t - 1, t, t + 1) in a ring, so z lives in
+   the cache; the backward pass computes z again the same way. Against the two convs one after the
+   other this saves writing z, reading it twice and keeping it for the backward pass, and in the
+   backward pass writing and reading z's gradient twice. */
+
+static int gcd(int a, int b) { return b ? gcd(b, a % b) : a; }
+
+/* Jobs are runs of consecutive frames, `parts` per clip, N * parts a multiple of the threads where T
+   allows (two clips on two threads: a clip each; one clip: its two halves). A run recomputes the
+   frame of z before it: the fewer runs, the less recomputation. */
+static int parts_per_clip(int N, int T, int nthreads) {
+  const int parts = nthreads / gcd(N, nthreads);
+  return parts > T ? T : parts;
+}
+
+/* The frames [t0, t1) of clip `job`'s run. */
+static void job_frames(long job, int parts, int T, int *n, int *t0, int *t1) {
+  const int part = (int)(job % parts);
+  *n = (int)(job / parts);
+  *t0 = (int)((long)T * part / parts);
+  *t1 = (int)((long)T * (part + 1) / parts);
+}
+
+/* Fills the ring of z frames (slot t % 3) of one clip up to frame `last`, from frame *next on. */
+static void fill_ring(const float *x, int Hin, int Win, int C, const float *ws, int s, float *ring, int H, int W,
+                      int *next, int last) {
+  const long fin = (long)Hin * Win * C, fout = (long)H * W * C;
+  for (; *next <= last; (*next)++) spatial_frame(x + *next * fin, Hin, Win, C, ws, s, ring + (*next % 3) * fout, H, W);
+}
+
+/* y [N][T][H][W][C] = temporal(spatial(x [N][T][Hin][Win][C], ws, stride s), wt). */
+int dw_spatial_temporal(const float *x, int N, int T, int Hin, int Win, int C, const float *ws, int s, const float *wt,
+                        float *y, int H, int W, int nthreads) {
+  nthreads = thread_count(nthreads);
+  const int parts = parts_per_clip(N, T, nthreads);
+  const long fin = (long)Hin * Win * C, fout = (long)H * W * C, P = (long)H * W;
+  int failed = 0;
+#pragma omp parallel num_threads(nthreads)
+  {
+    float *ring = malloc(sizeof(float) * 3 * fout);
+    if (!ring) {
+#pragma omp atomic write
+      failed = 1;
+    }
+#pragma omp for schedule(static)
+    for (long job = 0; job < (long)N * parts; job++) {
+      if (!ring) continue;
+      int n, t0, t1;
+      job_frames(job, parts, T, &n, &t0, &t1);
+      const float *xc = x + n * T * fin;
+      float *yc = y + n * T * fout;
+      int next = t0 > 0 ? t0 - 1 : 0;
+      for (int t = t0; t < t1; t++) {
+        fill_ring(xc, Hin, Win, C, ws, s, ring, H, W, &next, t + 1 < T ? t + 1 : T - 1);
+        const float *zp = t > 0 ? ring + (t - 1) % 3 * fout : 0, *zn = t + 1 < T ? ring + (t + 1) % 3 * fout : 0;
+        for (long p0 = 0; p0 < P; p0 += CHUNK)
+          temporal_frame(zp, ring + t % 3 * fout, zn, wt, C, yc + t * fout, p0, p0 + CHUNK < P ? p0 + CHUNK : P);
+      }
+    }
+    free(ring);
+  }
+  return failed;
+}
+
+/* The gradients of dw_spatial_temporal for output gradient g: dx (input), dws [9][C] and dwt [3][C]
+   (weights). ws_rev / wt_rev: the taps in reverse order. */
+int dw_spatial_temporal_backward(const float *g, const float *x, int N, int T, int Hin, int Win, int C,
+                                 const float *ws, const float *ws_rev, int s, const float *wt, const float *wt_rev,
+                                 float *dx, float *dws, float *dwt, int H, int W, int nthreads) {
+  nthreads = thread_count(nthreads);
+  const int parts = parts_per_clip(N, T, nthreads);
+  const long fin = (long)Hin * Win * C, fout = (long)H * W * C, P = (long)H * W;
+  float *spart = calloc((size_t)nthreads * 9 * C, sizeof(float)), *tpart = calloc((size_t)nthreads * 3 * C, sizeof(float));
+  int failed = 0;
+  if (!spart || !tpart) {
+    free(spart);
+    free(tpart);
+    return 1;
+  }
+#pragma omp parallel num_threads(nthreads)
+  {
+    float *ring = malloc(sizeof(float) * 4 * fout), *dz = ring + 3 * fout;
+    float *sp = spart + (long)thread_id() * 9 * C, *tp = tpart + (long)thread_id() * 3 * C;
+    if (!ring) {
+#pragma omp atomic write
+      failed = 1;
+    }
+#pragma omp for schedule(static)
+    for (long job = 0; job < (long)N * parts; job++) {
+      if (!ring) continue;
+      int n, t0, t1;
+      job_frames(job, parts, T, &n, &t0, &t1);
+      const float *xc = x + n * T * fin, *gc = g + n * T * fout;
+      int next = t0 > 0 ? t0 - 1 : 0;
+      for (int t = t0; t < t1; t++) {
+        fill_ring(xc, Hin, Win, C, ws, s, ring, H, W, &next, t + 1 < T ? t + 1 : T - 1);
+        const float *zp = t > 0 ? ring + (t - 1) % 3 * fout : 0, *zn = t + 1 < T ? ring + (t + 1) % 3 * fout : 0;
+        const float *gt = gc + t * fout, *gp = t > 0 ? gt - fout : 0, *gn = t + 1 < T ? gt + fout : 0;
+        for (long p0 = 0; p0 < P; p0 += CHUNK) {
+          const long p1 = p0 + CHUNK < P ? p0 + CHUNK : P;
+          temporal_frame(gp, gt, gn, wt_rev, C, dz, p0, p1); /* dz = the temporal conv's input gradient */
+          temporal_weight_grad_frame(gt, zp, ring + t % 3 * fout, zn, C, tp, p0, p1);
+        }
+        if (dx && s == 1)
+          spatial_frame(dz, H, W, C, ws_rev, 1, dx + (n * T + t) * fin, Hin, Win);
+        else if (dx)
+          spatial_input_grad_s2_frame(dz, H, W, C, ws, dx + (n * T + t) * fin, Hin, Win);
+        spatial_weight_grad_frame(dz, H, W, C, xc + t * fin, Hin, Win, s, sp);
+      }
+    }
+    free(ring);
+  }
+  if (!failed) {
+    if (dws) sum_parts(spart, nthreads, 9L * C, dws);
+    if (dwt) sum_parts(tpart, nthreads, 3L * C, dwt);
+  }
+  free(spart);
+  free(tpart);
+  return failed;
+}
+
+int depthwise_cpu_abi_version(void) { return 2; }
