@@ -188,3 +188,19 @@ def test_middle_routes_follow_the_depthwise_route_and_respect_hooks():
         assert torch.allclose(unit(x), y, atol=1e-5)  # the pair again, same result
     copied = copy.deepcopy(unit)
     assert copied.middle_route.spatial is copied.b1  # a copy's pair runs the copy's convs
+
+
+def test_auto_offers_the_kernel_only_to_models_with_convs_it_takes():
+    """X3D-M's depthwise convs are 3x3x3 (and a 5x1x1 in the stem): the kernel route would be the conv2d
+    route again, so auto does not measure it; VoV3D's units are what it takes."""
+    from vov3d.config.defaults import get_cfg
+    from vov3d.models import build_model
+    from vov3d.runtime import prepare
+
+    for name, offered in (("X3D", False), ("VoV3D", True)):
+        cfg = get_cfg()
+        cfg.merge_from_file(os.path.join(REPO, "configs", "Kinetics", f"{name}_M_16x5.yaml"))
+        cfg.NUM_GPUS = 0
+        routes = prepare.candidate_routes(cfg, build_model(cfg), "cpu", inference=False)
+        assert any(r.depthwise == "kernel" for r in routes) == offered, name
+        assert any(r.depthwise == "conv2d" for r in routes)

@@ -80,6 +80,7 @@ def default_variants(device_type, with_compile=False, cfg=None):
         ]
     else:
         v.append(Variant("cl3d+dw_conv2d+bn_kernel", memory_format=cl, depthwise=dw, batchnorm="kernel"))
+        v.append(Variant("cl3d+dw_kernel+bn_kernel", memory_format=cl, depthwise="kernel", batchnorm="kernel"))
         v.append(Variant("cl3d+dw_conv2d+fold_bn+fused", memory_format=cl, depthwise=dw, fold_bn=True,
                          fused_units="on"))
         v.append(Variant("cl3d+dw_conv2d+bf16", memory_format=cl, depthwise=dw,

@@ -28,18 +28,30 @@ def _check(status, what):
         raise RuntimeError(f"the depthwise kernel ran out of memory in {what}")
 
 
-def kernel_applies(conv, x):
-    """True when the C kernel computes depthwise `conv` (an nn.Conv3d) on input `x`."""
-    shape = (tuple(conv.kernel_size), tuple(conv.padding) if not isinstance(conv.padding, str) else None)
-    stride = tuple(conv.stride)
+def _shape(conv):
+    return tuple(conv.kernel_size), tuple(conv.padding) if not isinstance(conv.padding, str) else None
+
+
+def kernel_takes(conv):
+    """True for an nn.Conv3d the C kernel computes: depthwise, no bias, a SPATIAL or TEMPORAL shape."""
+    if not isinstance(conv, nn.Conv3d):
+        return False
+    shape, stride = _shape(conv), tuple(conv.stride)
     if shape == SPATIAL:
         if stride not in ((1, 1, 1), (1, 2, 2)):
             return False
     elif shape != TEMPORAL or stride != (1, 1, 1):
         return False
     return (
-        conv.bias is None and tuple(conv.dilation) == (1, 1, 1) and conv.padding_mode == "zeros"
-        and conv.groups == conv.in_channels == conv.out_channels
+        conv.bias is None and tuple(conv.dilation) == (1, 1, 1)
+        and conv.padding_mode == "zeros" and conv.groups == conv.in_channels == conv.out_channels
+    )
+
+
+def kernel_applies(conv, x):
+    """True when the C kernel computes depthwise `conv` (an nn.Conv3d) on input `x`."""
+    return (
+        kernel_takes(conv)
         and x.dim() == 5 and x.device.type == "cpu" and x.dtype == torch.float32
         and conv.weight.dtype == torch.float32 and x.numel() > 0
         and x.is_contiguous(memory_format=_CL)
@@ -57,11 +69,9 @@ def _has_hooks(m):
 def is_spatial_temporal_pair(spatial, temporal):
     """True for a depthwise 1x3x3 conv (stride 1 or 2) followed by a depthwise 3x1x1 conv of the same
     width, the kernel's shapes (a D(2+1)D unit's middle)."""
-    def shape(m):
-        return isinstance(m, nn.Conv3d) and (tuple(m.kernel_size), tuple(m.padding) if not isinstance(m.padding, str)
-                                             else None)
     return (
-        shape(spatial) == SPATIAL and shape(temporal) == TEMPORAL and tuple(temporal.stride) == (1, 1, 1)
+        isinstance(spatial, nn.Conv3d) and isinstance(temporal, nn.Conv3d)
+        and _shape(spatial) == SPATIAL and _shape(temporal) == TEMPORAL and tuple(temporal.stride) == (1, 1, 1)
         and spatial.groups == spatial.in_channels == spatial.out_channels
         == temporal.groups == temporal.in_channels == temporal.out_channels
     )

@@ -21,6 +21,7 @@ import torch.nn as nn
 from vov3d.runtime import autotune, heap, kernels, levers
 from vov3d.runtime.batchnorm import has_narrow_batchnorms, set_batchnorm_impl
 from vov3d.runtime.conv_routes import apply_conv_routes, is_factorizable_depthwise, is_pointwise
+from vov3d.runtime.depthwise import kernel_takes
 from vov3d.runtime.fold_bn import fold_batchnorm
 from vov3d.runtime.fused_units import fuse_d2plus1d_blocks, has_fusable_units
 from vov3d.runtime.layout import format_name, memory_format_from_name, record_decision
@@ -91,8 +92,10 @@ def candidate_routes(cfg, model, device_type, inference):
     left out, so nothing is measured twice."""
     formats = [format_name(f) for f in levers.memory_format_choices(cfg)]
     depthwise = levers.depthwise_choices(cfg, device_type) if _has_factorizable_depthwise(model) else ["conv3d"]
-    if cfg.MODEL.DEPTHWISE_IMPL == "auto" and kernels.load_library("depthwise_cpu") is None:
-        depthwise = [d for d in depthwise if d != "kernel"]  # no C compiler: the kernel would be conv2d
+    if cfg.MODEL.DEPTHWISE_IMPL == "auto" and (
+        kernels.load_library("depthwise_cpu") is None or not any(kernel_takes(m) for m in model.modules())
+    ):
+        depthwise = [d for d in depthwise if d != "kernel"]  # no C compiler or no conv it takes: conv2d again
     pointwise = levers.pointwise_choices(cfg) if any(is_pointwise(m) for m in model.modules()) else ["conv"]
     batchnorm = ["stock"]
     if not inference and has_narrow_batchnorms(model):
