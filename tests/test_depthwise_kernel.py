@@ -126,15 +126,17 @@ def test_cases_the_kernel_does_not_take_run_conv2d(case):
 @pytest.mark.parametrize("shape,stride", [((2, 40, 6, 9, 9), 1), ((1, 21, 5, 7, 5), 2), ((3, 12, 4, 6, 6), 1),
                                           ((1, 17, 1, 3, 3), 2), ((2, 8, 2, 1, 1), 1)])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_spatial_temporal_pair_matches_the_two_convs_in_float64(shape, stride, threads):
-    """One pass of both convs (the intermediate in a ring of frames, recomputed in the backward pass):
-    runs of frames split within a clip (one clip on two threads) and across clips (three on two)."""
+@pytest.mark.parametrize("act", ["relu", "identity"])
+def test_spatial_temporal_pair_matches_the_two_convs_in_float64(shape, stride, threads, act):
+    """One pass of the activation and both convs (the intermediate in a ring of frames, recomputed in
+    the backward pass): runs of frames split within a clip (one clip on two threads) and across clips
+    (three on two)."""
     c = shape[1]
     torch.manual_seed(0)
     b1 = nn.Conv3d(c, c, (1, 3, 3), (1, stride, stride), (0, 1, 1), groups=c, bias=False)
     b2 = nn.Conv3d(c, c, (3, 1, 1), 1, (1, 0, 0), groups=c, bias=False)
     conv_routes.set_depthwise_impl(nn.ModuleList([b1, b2]), "kernel")
-    pair = depthwise.SpatialTemporalPair(b1, b2)
+    pair = depthwise.SpatialTemporalPair(nn.ReLU(inplace=True) if act == "relu" else nn.Identity(), b1, b2)
     x = torch.randn(shape).contiguous(memory_format=CL).requires_grad_()
     calls = []
     original = depthwise._SpatialTemporal.apply
@@ -150,7 +152,8 @@ def test_spatial_temporal_pair_matches_the_two_convs_in_float64(shape, stride, t
         depthwise._SpatialTemporal.apply = original
     assert calls == [1] and y.is_contiguous(memory_format=CL)
     xd, w1, w2 = (t.detach().double().requires_grad_() for t in (x, b1.weight, b2.weight))
-    ref = F.conv3d(F.conv3d(xd, w1, None, (1, stride, stride), (0, 1, 1), 1, c), w2, None, 1, (1, 0, 0), 1, c)
+    ref = F.relu(xd) if act == "relu" else xd
+    ref = F.conv3d(F.conv3d(ref, w1, None, (1, stride, stride), (0, 1, 1), 1, c), w2, None, 1, (1, 0, 0), 1, c)
     ref.backward(g.double())
     assert_close(y, ref, "output")
     assert_close(x.grad, xd.grad, "input gradient")
@@ -176,6 +179,7 @@ def test_middle_routes_follow_the_depthwise_route_and_respect_hooks():
     conv_routes.apply_conv_routes(model, CL, "kernel")
     unit = units[1]
     assert isinstance(unit.middle_route, depthwise.SpatialTemporalPair) and unit.middle_route.temporal is unit.b2
+    assert unit.middle_route.act is unit.a_relu
     seen = []
     handle = unit.b2.register_forward_hook(lambda m, i, o: seen.append(o.shape))
     x = torch.randn(1, unit.a[0].in_channels, 2, 5, 5).contiguous(memory_format=CL)

@@ -63,15 +63,16 @@ class BottleneckUnit(nn.Module):
                 "mid_bn": self.b_bn, "se": getattr(self, "se", None), "act": self.swish,
                 "c": self.c[0], "c_bn": self.c[1], "residual": self.residual, "out_act": self.relu}
 
-    # A runtime may run the middle convs as one op (vov3d/runtime/conv_routes.py: set_middle_routes):
-    # a callable of y set on the instance; None runs them one by one.
+    # A runtime may run a_relu and the middle convs as one op (vov3d/runtime/conv_routes.py:
+    # set_middle_routes): a callable of a's output set on the instance; None runs them one by one.
     middle_route = None
 
     def forward(self, x):
-        y = self.a_relu(self.a(x))
+        y = self.a(x)
         if self.middle_route is not None:
             y = self.middle_route(y)
         else:
+            y = self.a_relu(y)
             for name in self.middle:
                 y = getattr(self, name)(y)
         y = self.b_bn(y)

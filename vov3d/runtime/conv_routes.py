@@ -209,17 +209,18 @@ def set_pointwise_impl(model, impl):
 
 
 def set_middle_routes(model, depthwise):
-    """Gives every unit of `model` that takes a `middle_route` (VoV3D's BottleneckUnit) and whose middle
-    is a depthwise 1x3x3 then 3x1x1 conv a SpatialTemporalPair when `depthwise` is "kernel", and
-    removes it otherwise; returns how many units have one."""
+    """Gives every unit of `model` that takes a `middle_route` (VoV3D's BottleneckUnit: its `a_act` and
+    middle) and whose middle is a depthwise 1x3x3 then 3x1x1 conv a SpatialTemporalPair when
+    `depthwise` is "kernel", and removes it otherwise; returns how many units have one."""
     count = 0
     for m in model.modules():
         m.__dict__.pop("middle_route", None)
         if depthwise != "kernel" or not hasattr(type(m), "middle_route") or not hasattr(m, "fusable_parts"):
             continue
-        convs = [getattr(m, name) for name in m.fusable_parts()["middle"]]
+        parts = m.fusable_parts()
+        convs = [getattr(m, name) for name in parts["middle"]]
         if len(convs) == 2 and is_spatial_temporal_pair(*convs):
-            m.middle_route = SpatialTemporalPair(*convs)
+            m.middle_route = SpatialTemporalPair(parts["a_act"], *convs)
             count += 1
     return count
 

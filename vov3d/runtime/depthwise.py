@@ -5,7 +5,8 @@ depthwise convs of a D(2+1)D unit (VoV3D, X3D with X3D.UNIT d2plus1d): 1x3x3 wit
 stride 1 or 2, and 3x1x1 with padding 1 and stride 1, no bias. `DepthwiseConv3d` (conv_routes.py)
 runs through `depthwise_kernel` when `kernel_applies`; everything else (another kernel shape, a bias,
 NCTHW clips, autocast, other devices and dtypes, traces, no C compiler) takes the conv2d route. A
-unit whose middle is the two convs in a row (VoV3D's) runs them as one pass, `SpatialTemporalPair`.
+unit whose middle is the two convs in a row (VoV3D's) runs them and the ReLU before them as one pass,
+`SpatialTemporalPair`.
 Outputs and gradients match nn.Conv3d within float rounding (tests/test_depthwise_kernel.py).
 """
 
@@ -78,23 +79,26 @@ def is_spatial_temporal_pair(spatial, temporal):
 
 
 class SpatialTemporalPair:
-    """A unit's middle, spatial conv then temporal conv, as one pass of the C kernel
-    (dw_spatial_temporal: the intermediate never goes to memory, nor is it kept for the backward
-    pass). Set as a unit's `middle_route` by vov3d/runtime/conv_routes.py; where the kernel does not
-    apply (it or the convs' own checks, a hook on either conv) the two convs run one after the other."""
+    """A unit's activation `act` and middle, spatial conv then temporal conv, as one pass of the C
+    kernel (dw_spatial_temporal: the intermediate never goes to memory, nor is it kept for the
+    backward pass; a ReLU `act` is applied as the input is read and its gradient as dx is written).
+    Set as a unit's `middle_route` by vov3d/runtime/conv_routes.py, called on the pre-activation;
+    where the kernel does not apply (its or the convs' own checks, another activation, a hook on any
+    of the three modules) they run one after the other."""
 
-    def __init__(self, spatial, temporal):
-        self.spatial, self.temporal = spatial, temporal
+    def __init__(self, act, spatial, temporal):
+        self.act, self.spatial, self.temporal = act, spatial, temporal
 
     def __call__(self, x):
-        s, t = self.spatial, self.temporal
+        a, s, t = self.act, self.spatial, self.temporal
         if (
             getattr(s, "depthwise_impl", None) == "kernel" and getattr(t, "depthwise_impl", None) == "kernel"
             and kernel_applies(s, x) and t.bias is None and tuple(t.dilation) == (1, 1, 1)
-            and t.weight.dtype == torch.float32 and not _has_hooks(s) and not _has_hooks(t)
+            and t.weight.dtype == torch.float32 and type(a) in (nn.ReLU, nn.Identity)
+            and not any(_has_hooks(m) for m in (a, s, t))
         ):
-            return _SpatialTemporal.apply(x, s.weight, t.weight, s.stride[1])
-        return t(s(x))
+            return _SpatialTemporal.apply(x, s.weight, t.weight, s.stride[1], type(a) is nn.ReLU)
+        return t(s(a(x)))
 
 
 def depthwise_kernel(conv, x):
@@ -185,16 +189,16 @@ class _Temporal(torch.autograd.Function):
 
 class _SpatialTemporal(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, w_spatial, w_temporal, stride):
+    def forward(ctx, x, w_spatial, w_temporal, stride, relu_in):
         lib, ptr, threads = _lib(), kernels.pointer, torch.get_num_threads()
         n, c, t, hin, win = x.shape
         h, w = (hin - 1) // stride + 1, (win - 1) // stride + 1
         y = torch.empty((n, c, t, h, w), memory_format=_CL)
         ws, wt = _taps(w_spatial), _taps(w_temporal)
-        _check(lib.dw_spatial_temporal(ptr(x), n, t, hin, win, c, ptr(ws), stride, ptr(wt), ptr(y), h, w, threads),
-               "the spatial-temporal forward")
+        _check(lib.dw_spatial_temporal(ptr(x), n, t, hin, win, c, ptr(ws), stride, ptr(wt), ptr(y), h, w,
+                                       int(relu_in), threads), "the spatial-temporal forward")
         ctx.save_for_backward(x, w_spatial, w_temporal)
-        ctx.stride = stride
+        ctx.stride, ctx.relu_in = stride, relu_in
         return y
 
     @staticmethod
@@ -209,6 +213,6 @@ class _SpatialTemporal(torch.autograd.Function):
         dws, dwt = torch.empty(9, c), torch.empty(3, c)
         _check(lib.dw_spatial_temporal_backward(
             ptr(g), ptr(x), n, t, hin, win, c, ptr(ws), ptr(ws_rev), ctx.stride, ptr(wt), ptr(wt_rev), ptr(dx),
-            ptr(dws), ptr(dwt), g.shape[3], g.shape[4], threads), "the spatial-temporal backward")
+            ptr(dws), ptr(dwt), g.shape[3], g.shape[4], int(ctx.relu_in), threads), "the spatial-temporal backward")
         return (dx, _from_taps(dws, w_spatial) if ctx.needs_input_grad[1] else None,
-                _from_taps(dwt, w_temporal) if ctx.needs_input_grad[2] else None, None)
+                _from_taps(dwt, w_temporal) if ctx.needs_input_grad[2] else None, None, None)

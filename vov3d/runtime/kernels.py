@@ -29,7 +29,7 @@ import torch  # noqa: F401  (loaded first: the kernel then shares torch's OpenMP
 logger = logging.getLogger(__name__)
 
 CSRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc")
-ABI_VERSIONS = {"d2plus1d_cpu": 6, "depthwise_cpu": 2, "batchnorm_cpu": 4}  # what each library's <name>_abi_version() returns
+ABI_VERSIONS = {"d2plus1d_cpu": 6, "depthwise_cpu": 3, "batchnorm_cpu": 4}  # what each library's <name>_abi_version() returns
 
 _lock = threading.Lock()
 _libraries = {}
@@ -62,10 +62,10 @@ SIGNATURES = {
         "dw_temporal": [_p, _i, _i, _l, _i, _p, _p, _i],
         # g, x, N, T, P, C, dw, nthreads
         "dw_temporal_weight_grad": [_p, _p, _i, _i, _l, _i, _p, _i],
-        # x, N, T, Hin, Win, C, ws, s, wt, y, H, W, nthreads
-        "dw_spatial_temporal": [_p, _i, _i, _i, _i, _i, _p, _i, _p, _p, _i, _i, _i],
-        # g, x, N, T, Hin, Win, C, ws, ws_rev, s, wt, wt_rev, dx, dws, dwt, H, W, nthreads
-        "dw_spatial_temporal_backward": [_p, _p, _i, _i, _i, _i, _i, _p, _p, _i, _p, _p, _p, _p, _p, _i, _i, _i],
+        # x, N, T, Hin, Win, C, ws, s, wt, y, H, W, relu_in, nthreads
+        "dw_spatial_temporal": [_p, _i, _i, _i, _i, _i, _p, _i, _p, _p, _i, _i, _i, _i],
+        # g, x, N, T, Hin, Win, C, ws, ws_rev, s, wt, wt_rev, dx, dws, dwt, H, W, relu_in, nthreads
+        "dw_spatial_temporal_backward": [_p, _p, _i, _i, _i, _i, _i, _p, _p, _i, _p, _p, _p, _p, _p, _i, _i, _i, _i],
         "depthwise_cpu_abi_version": [],
     },
     "batchnorm_cpu": {

@@ -34,6 +34,10 @@
     else                                  \
       store_part(p, v, n);                \
   } while (0)
+/* An input load with the ReLU in front of the conv applied (relu_in, a constant in every copy). */
+#define LDI(p) (relu_in ? relu_v(LDN(p)) : LDN(p))
+/* acc where the ReLU in front passed its input (m: that input, at acc's position; NULL: no ReLU). */
+#define MASKED(acc, m) ((m) ? (vf)((vi)(acc) & (vi)(LDN(m) > splat(0.f))) : (acc))
 /* Calls BLOCK(c, full, n) for every channel block of a row of C channels. */
 #define FOR_CHANNEL_BLOCKS(C, BLOCK)                   \
   for (int c_ = 0; c_ < (C); c_ += VW) {               \
@@ -66,11 +70,13 @@ static void sum_parts(const float *part, int nthreads, long size, float *dw) {
 /* Spatial 1x3x3                                                                               */
 /* ------------------------------------------------------------------------------------------- */
 
-/* One frame, channel block c: out [H][W][C] = conv(in [Hin][Win][C], w), padding 1, stride s. The
-   nine taps stay in registers; bounds are checked per row and at the edge columns only. */
+/* One frame, channel block c: out [H][W][C] = conv(relu_in ? relu(in) : in [Hin][Win][C], w), padding 1,
+   stride s, masked by `mask` (see MASKED; [H][W][C]) when given. The nine taps stay in registers;
+   bounds are checked per row and at the edge columns only. */
 static inline __attribute__((always_inline)) void spatial_block(const float *in, int Hin, int Win, int C,
                                                                 const float *w, int s, float *out, int H,
-                                                                int W, int c, int full, int n) {
+                                                                int W, const float *mask, int c, int full,
+                                                                int n, int relu_in) {
   const long row = (long)Win * C;
   vf k[9];
   for (int t = 0; t < 9; t++) k[t] = LDN(w + t * C + c);
@@ -80,30 +86,38 @@ static inline __attribute__((always_inline)) void spatial_block(const float *in,
     const float *mid = in + (long)(r + 1) * row + c;
     const float *top = r >= 0 ? mid - row : 0, *bot = r + 2 < Hin ? mid + row : 0;
     float *o = out + (long)h * W * C + c;
+    const float *m = mask ? mask + (long)h * W * C + c : 0;
     for (int x = 0; x < W; x++) {
       const int q = x * s - 1; /* the input column of the left taps */
       const long a = (long)q * C;
       vf acc;
       if (q >= 0 && q + 2 < Win) {
-        acc = k[3] * LDN(mid + a) + k[4] * LDN(mid + a + C) + k[5] * LDN(mid + a + 2 * C);
-        if (top) acc += k[0] * LDN(top + a) + k[1] * LDN(top + a + C) + k[2] * LDN(top + a + 2 * C);
-        if (bot) acc += k[6] * LDN(bot + a) + k[7] * LDN(bot + a + C) + k[8] * LDN(bot + a + 2 * C);
+        acc = k[3] * LDI(mid + a) + k[4] * LDI(mid + a + C) + k[5] * LDI(mid + a + 2 * C);
+        if (top) acc += k[0] * LDI(top + a) + k[1] * LDI(top + a + C) + k[2] * LDI(top + a + 2 * C);
+        if (bot) acc += k[6] * LDI(bot + a) + k[7] * LDI(bot + a + C) + k[8] * LDI(bot + a + 2 * C);
       } else { /* an edge column: the taps outside the frame are zeros */
         const int left = q >= 0, right = q + 2 < Win;
-        acc = (left ? k[3] * LDN(mid + a) : z) + k[4] * LDN(mid + a + C) + (right ? k[5] * LDN(mid + a + 2 * C) : z);
+        acc = (left ? k[3] * LDI(mid + a) : z) + k[4] * LDI(mid + a + C) + (right ? k[5] * LDI(mid + a + 2 * C) : z);
         if (top)
-          acc += (left ? k[0] * LDN(top + a) : z) + k[1] * LDN(top + a + C) + (right ? k[2] * LDN(top + a + 2 * C) : z);
+          acc += (left ? k[0] * LDI(top + a) : z) + k[1] * LDI(top + a + C) + (right ? k[2] * LDI(top + a + 2 * C) : z);
         if (bot)
-          acc += (left ? k[6] * LDN(bot + a) : z) + k[7] * LDN(bot + a + C) + (right ? k[8] * LDN(bot + a + 2 * C) : z);
+          acc += (left ? k[6] * LDI(bot + a) : z) + k[7] * LDI(bot + a + C) + (right ? k[8] * LDI(bot + a + 2 * C) : z);
       }
-      STN(o + (long)x * C, acc);
+      STN(o + (long)x * C, MASKED(acc, m ? m + (long)x * C : 0));
     }
   }
 }
 
 /* y [F][H][W][C] = conv(x [F][Hin][Win][C], w [9][C]), padding 1, stride s; H = (Hin - 1) / s + 1. */
-static void spatial_frame(const float *in, int Hin, int Win, int C, const float *w, int s, float *out, int H, int W) {
-#define BLOCK(c, full, n) spatial_block(in, Hin, Win, C, w, s, out, H, W, c, full, n)
+static void spatial_frame(const float *in, int Hin, int Win, int C, const float *w, int s, float *out, int H, int W,
+                          const float *mask, int relu_in) {
+#define BLOCK(c, full, n)                                                          \
+  do {                                                                             \
+    if (relu_in)                                                                   \
+      spatial_block(in, Hin, Win, C, w, s, out, H, W, mask, c, full, n, 1);        \
+    else                                                                           \
+      spatial_block(in, Hin, Win, C, w, s, out, H, W, mask, c, full, n, 0);        \
+  } while (0)
   FOR_CHANNEL_BLOCKS(C, BLOCK)
 #undef BLOCK
 }
@@ -112,7 +126,7 @@ int dw_spatial(const float *x, long F, int Hin, int Win, int C, const float *w, 
                int nthreads) {
   nthreads = thread_count(nthreads);
 #pragma omp parallel for schedule(static) num_threads(nthreads)
-  for (long f = 0; f < F; f++) spatial_frame(x + f * Hin * Win * C, Hin, Win, C, w, s, y + f * H * W * C, H, W);
+  for (long f = 0; f < F; f++) spatial_frame(x + f * Hin * Win * C, Hin, Win, C, w, s, y + f * H * W * C, H, W, 0, 0);
   return 0;
 }
 
@@ -121,26 +135,30 @@ int dw_spatial(const float *x, long F, int Hin, int Win, int C, const float *w, 
      (2h, 2w): k4 g[h][w]                         (2h, 2w + 1): k3 g[h][w + 1] + k5 g[h][w]
      (2h + 1, 2w): k1 g[h + 1][w] + k7 g[h][w]    (2h + 1, 2w + 1): k0 g[h + 1][w + 1] + k2 g[h + 1][w]
                                                                     + k6 g[h][w + 1] + k8 g[h][w]
-   (k = i * 3 + j, tap row i, column j; g outside the output is zero). */
+   (k = i * 3 + j, tap row i, column j; g outside the output is zero), masked by `mask` ([Hin][Win][C],
+   see MASKED) when given. */
 static inline __attribute__((always_inline)) void spatial_input_grad_s2_block(const float *g, int H, int W, int C,
                                                                              const float *w, float *dx, int Hin,
-                                                                             int Win, int c, int full, int n) {
+                                                                             int Win, const float *mask, int c,
+                                                                             int full, int n) {
   vf k[9];
   for (int t = 0; t < 9; t++) k[t] = LDN(w + t * C + c);
   const vf z = splat(0.f);
   for (int h = 0; h < H; h++) {
     const float *g0 = g + (long)h * W * C + c, *g1 = h + 1 < H ? g0 + (long)W * C : 0;
     float *even = dx + (long)(2 * h) * Win * C + c, *odd = 2 * h + 1 < Hin ? even + (long)Win * C : 0;
+    const float *me = mask ? mask + (long)(2 * h) * Win * C + c : 0, *mo = me && odd ? me + (long)Win * C : 0;
     for (int x = 0; x < W; x++) {
       const long a = (long)x * C;
       const int right = x + 1 < W;
       const vf g00 = LDN(g0 + a), g01 = right ? LDN(g0 + a + C) : z;
       const vf g10 = g1 ? LDN(g1 + a) : z, g11 = g1 && right ? LDN(g1 + a + C) : z;
-      STN(even + 2 * a, k[4] * g00);
-      if (2 * x + 1 < Win) STN(even + 2 * a + C, k[3] * g01 + k[5] * g00);
+      STN(even + 2 * a, MASKED(k[4] * g00, me ? me + 2 * a : 0));
+      if (2 * x + 1 < Win) STN(even + 2 * a + C, MASKED(k[3] * g01 + k[5] * g00, me ? me + 2 * a + C : 0));
       if (odd) {
-        STN(odd + 2 * a, k[1] * g10 + k[7] * g00);
-        if (2 * x + 1 < Win) STN(odd + 2 * a + C, k[0] * g11 + k[2] * g10 + k[6] * g01 + k[8] * g00);
+        STN(odd + 2 * a, MASKED(k[1] * g10 + k[7] * g00, mo ? mo + 2 * a : 0));
+        if (2 * x + 1 < Win)
+          STN(odd + 2 * a + C, MASKED(k[0] * g11 + k[2] * g10 + k[6] * g01 + k[8] * g00, mo ? mo + 2 * a + C : 0));
       }
     }
   }
@@ -149,8 +167,8 @@ static inline __attribute__((always_inline)) void spatial_input_grad_s2_block(co
 /* dx [F][Hin][Win][C] = the input gradient of dw_spatial with stride 2 for output gradient g
    [F][H][W][C] (of stride 1: dw_spatial of g with the taps reversed). */
 static void spatial_input_grad_s2_frame(const float *g, int H, int W, int C, const float *w, float *dx, int Hin,
-                                        int Win) {
-#define BLOCK(c, full, n) spatial_input_grad_s2_block(g, H, W, C, w, dx, Hin, Win, c, full, n)
+                                        int Win, const float *mask) {
+#define BLOCK(c, full, n) spatial_input_grad_s2_block(g, H, W, C, w, dx, Hin, Win, mask, c, full, n)
   FOR_CHANNEL_BLOCKS(C, BLOCK)
 #undef BLOCK
 }
@@ -159,14 +177,15 @@ int dw_spatial_input_grad(const float *g, long F, int H, int W, int C, const flo
                           int nthreads) {
   nthreads = thread_count(nthreads);
 #pragma omp parallel for schedule(static) num_threads(nthreads)
-  for (long f = 0; f < F; f++) spatial_input_grad_s2_frame(g + f * H * W * C, H, W, C, w, dx + f * Hin * Win * C, Hin, Win);
+  for (long f = 0; f < F; f++) spatial_input_grad_s2_frame(g + f * H * W * C, H, W, C, w, dx + f * Hin * Win * C, Hin, Win, 0);
   return 0;
 }
 
-/* One frame, channel block c: part[tap][c] += sum over output positions of g * the input under tap. */
+/* One frame, channel block c: part[tap][c] += sum over output positions of g * the input under tap
+   (relu(input) with relu_in). */
 static inline __attribute__((always_inline)) void spatial_weight_grad_block(
     const float *g, int H, int W, int C, const float *in, int Hin, int Win, int s, float *part, int c, int full,
-    int n) {
+    int n, int relu_in) {
   const long row = (long)Win * C;
   vf acc[9];
   for (int t = 0; t < 9; t++) acc[t] = splat(0.f);
@@ -180,17 +199,17 @@ static inline __attribute__((always_inline)) void spatial_weight_grad_block(
       const long a = (long)q * C;
       const vf gv = LDN(gr + (long)x * C);
       if (q >= 0 && q + 2 < Win) {
-        acc[3] += gv * LDN(mid + a), acc[4] += gv * LDN(mid + a + C), acc[5] += gv * LDN(mid + a + 2 * C);
-        if (top) acc[0] += gv * LDN(top + a), acc[1] += gv * LDN(top + a + C), acc[2] += gv * LDN(top + a + 2 * C);
-        if (bot) acc[6] += gv * LDN(bot + a), acc[7] += gv * LDN(bot + a + C), acc[8] += gv * LDN(bot + a + 2 * C);
+        acc[3] += gv * LDI(mid + a), acc[4] += gv * LDI(mid + a + C), acc[5] += gv * LDI(mid + a + 2 * C);
+        if (top) acc[0] += gv * LDI(top + a), acc[1] += gv * LDI(top + a + C), acc[2] += gv * LDI(top + a + 2 * C);
+        if (bot) acc[6] += gv * LDI(bot + a), acc[7] += gv * LDI(bot + a + C), acc[8] += gv * LDI(bot + a + 2 * C);
       } else {
         const int left = q >= 0, right = q + 2 < Win;
         for (int i = 0; i < 3; i++) {
           const float *rp = i == 0 ? top : i == 1 ? mid : bot;
           if (!rp) continue;
-          if (left) acc[3 * i] += gv * LDN(rp + a);
-          acc[3 * i + 1] += gv * LDN(rp + a + C);
-          if (right) acc[3 * i + 2] += gv * LDN(rp + a + 2 * C);
+          if (left) acc[3 * i] += gv * LDI(rp + a);
+          acc[3 * i + 1] += gv * LDI(rp + a + C);
+          if (right) acc[3 * i + 2] += gv * LDI(rp + a + 2 * C);
         }
       }
     }
@@ -199,8 +218,14 @@ static inline __attribute__((always_inline)) void spatial_weight_grad_block(
 }
 
 static void spatial_weight_grad_frame(const float *g, int H, int W, int C, const float *in, int Hin, int Win, int s,
-                                      float *part) {
-#define BLOCK(c, full, n) spatial_weight_grad_block(g, H, W, C, in, Hin, Win, s, part, c, full, n)
+                                      float *part, int relu_in) {
+#define BLOCK(c, full, n)                                                          \
+  do {                                                                             \
+    if (relu_in)                                                                   \
+      spatial_weight_grad_block(g, H, W, C, in, Hin, Win, s, part, c, full, n, 1); \
+    else                                                                           \
+      spatial_weight_grad_block(g, H, W, C, in, Hin, Win, s, part, c, full, n, 0); \
+  } while (0)
   FOR_CHANNEL_BLOCKS(C, BLOCK)
 #undef BLOCK
 }
@@ -215,7 +240,7 @@ int dw_spatial_weight_grad(const float *g, const float *x, long F, int H, int W,
   {
     float *mine = part + (long)thread_id() * 9 * C;
 #pragma omp for schedule(static)
-    for (long f = 0; f < F; f++) spatial_weight_grad_frame(g + f * H * W * C, H, W, C, x + f * Hin * Win * C, Hin, Win, s, mine);
+    for (long f = 0; f < F; f++) spatial_weight_grad_frame(g + f * H * W * C, H, W, C, x + f * Hin * Win * C, Hin, Win, s, mine, 0);
   }
   sum_parts(part, nthreads, 9L * C, dw);
   free(part);
@@ -318,7 +343,9 @@ int dw_temporal_weight_grad(const float *g, const float *x, int N, int T, long P
    clip with the three frames of z the temporal taps read (t - 1, t, t + 1) in a ring, so z lives in
    the cache; the backward pass computes z again the same way. Against the two convs one after the
    other this saves writing z, reading it twice and keeping it for the backward pass, and in the
-   backward pass writing and reading z's gradient twice. */
+   backward pass writing and reading z's gradient twice. With `relu_in` the pair takes the ReLU in
+   front of it too (a unit's a_relu): it reads relu(x) and masks dx where x <= 0, saving the ReLU's
+   pass over x and its backward pass. */
 
 static int gcd(int a, int b) { return b ? gcd(b, a % b) : a; }
 
@@ -340,14 +367,15 @@ static void job_frames(long job, int parts, int T, int *n, int *t0, int *t1) {
 
 /* Fills the ring of z frames (slot t % 3) of one clip up to frame `last`, from frame *next on. */
 static void fill_ring(const float *x, int Hin, int Win, int C, const float *ws, int s, float *ring, int H, int W,
-                      int *next, int last) {
+                      int *next, int last, int relu_in) {
   const long fin = (long)Hin * Win * C, fout = (long)H * W * C;
-  for (; *next <= last; (*next)++) spatial_frame(x + *next * fin, Hin, Win, C, ws, s, ring + (*next % 3) * fout, H, W);
+  for (; *next <= last; (*next)++)
+    spatial_frame(x + *next * fin, Hin, Win, C, ws, s, ring + (*next % 3) * fout, H, W, 0, relu_in);
 }
 
-/* y [N][T][H][W][C] = temporal(spatial(x [N][T][Hin][Win][C], ws, stride s), wt). */
+/* y [N][T][H][W][C] = temporal(spatial(x [N][T][Hin][Win][C] (relu(x) with relu_in), ws, stride s), wt). */
 int dw_spatial_temporal(const float *x, int N, int T, int Hin, int Win, int C, const float *ws, int s, const float *wt,
-                        float *y, int H, int W, int nthreads) {
+                        float *y, int H, int W, int relu_in, int nthreads) {
   nthreads = thread_count(nthreads);
   const int parts = parts_per_clip(N, T, nthreads);
   const long fin = (long)Hin * Win * C, fout = (long)H * W * C, P = (long)H * W;
@@ -368,7 +396,7 @@ int dw_spatial_temporal(const float *x, int N, int T, int Hin, int Win, int C, c
       float *yc = y + n * T * fout;
       int next = t0 > 0 ? t0 - 1 : 0;
       for (int t = t0; t < t1; t++) {
-        fill_ring(xc, Hin, Win, C, ws, s, ring, H, W, &next, t + 1 < T ? t + 1 : T - 1);
+        fill_ring(xc, Hin, Win, C, ws, s, ring, H, W, &next, t + 1 < T ? t + 1 : T - 1, relu_in);
         const float *zp = t > 0 ? ring + (t - 1) % 3 * fout : 0, *zn = t + 1 < T ? ring + (t + 1) % 3 * fout : 0;
         for (long p0 = 0; p0 < P; p0 += CHUNK)
           temporal_frame(zp, ring + t % 3 * fout, zn, wt, C, yc + t * fout, p0, p0 + CHUNK < P ? p0 + CHUNK : P);
@@ -380,10 +408,10 @@ int dw_spatial_temporal(const float *x, int N, int T, int Hin, int Win, int C, c
 }
 
 /* The gradients of dw_spatial_temporal for output gradient g: dx (input), dws [9][C] and dwt [3][C]
-   (weights). ws_rev / wt_rev: the taps in reverse order. */
+   (weights). ws_rev / wt_rev: the taps in reverse order; relu_in as in dw_spatial_temporal. */
 int dw_spatial_temporal_backward(const float *g, const float *x, int N, int T, int Hin, int Win, int C,
                                  const float *ws, const float *ws_rev, int s, const float *wt, const float *wt_rev,
-                                 float *dx, float *dws, float *dwt, int H, int W, int nthreads) {
+                                 float *dx, float *dws, float *dwt, int H, int W, int relu_in, int nthreads) {
   nthreads = thread_count(nthreads);
   const int parts = parts_per_clip(N, T, nthreads);
   const long fin = (long)Hin * Win * C, fout = (long)H * W * C, P = (long)H * W;
@@ -410,7 +438,7 @@ int dw_spatial_temporal_backward(const float *g, const float *x, int N, int T, i
       const float *xc = x + n * T * fin, *gc = g + n * T * fout;
       int next = t0 > 0 ? t0 - 1 : 0;
       for (int t = t0; t < t1; t++) {
-        fill_ring(xc, Hin, Win, C, ws, s, ring, H, W, &next, t + 1 < T ? t + 1 : T - 1);
+        fill_ring(xc, Hin, Win, C, ws, s, ring, H, W, &next, t + 1 < T ? t + 1 : T - 1, relu_in);
         const float *zp = t > 0 ? ring + (t - 1) % 3 * fout : 0, *zn = t + 1 < T ? ring + (t + 1) % 3 * fout : 0;
         const float *gt = gc + t * fout, *gp = t > 0 ? gt - fout : 0, *gn = t + 1 < T ? gt + fout : 0;
         for (long p0 = 0; p0 < P; p0 += CHUNK) {
@@ -418,11 +446,12 @@ int dw_spatial_temporal_backward(const float *g, const float *x, int N, int T, i
           temporal_frame(gp, gt, gn, wt_rev, C, dz, p0, p1); /* dz = the temporal conv's input gradient */
           temporal_weight_grad_frame(gt, zp, ring + t % 3 * fout, zn, C, tp, p0, p1);
         }
+        const float *mask = relu_in ? xc + t * fin : 0;
         if (dx && s == 1)
-          spatial_frame(dz, H, W, C, ws_rev, 1, dx + (n * T + t) * fin, Hin, Win);
+          spatial_frame(dz, H, W, C, ws_rev, 1, dx + (n * T + t) * fin, Hin, Win, mask, 0);
         else if (dx)
-          spatial_input_grad_s2_frame(dz, H, W, C, ws, dx + (n * T + t) * fin, Hin, Win);
-        spatial_weight_grad_frame(dz, H, W, C, xc + t * fin, Hin, Win, s, sp);
+          spatial_input_grad_s2_frame(dz, H, W, C, ws, dx + (n * T + t) * fin, Hin, Win, mask);
+        spatial_weight_grad_frame(dz, H, W, C, xc + t * fin, Hin, Win, s, sp, relu_in);
       }
     }
     free(ring);
@@ -436,4 +465,4 @@ int dw_spatial_temporal_backward(const float *g, const float *x, int N, int T, i
   return failed;
 }
 
-int depthwise_cpu_abi_version(void) { return 2; }
+int depthwise_cpu_abi_version(void) { return 3; }
