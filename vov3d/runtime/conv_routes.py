@@ -7,8 +7,9 @@ Conv2d weights are views of the Conv3d parameters, so state_dict names, shapes a
 unchanged and gradients land in the Conv3d parameters. With channels_last_3d activations both
 reshapes are views (no copy). Depthwise Conv3d backward is slow on CPU (pytorch/pytorch#37406,
 #110885); depthwise Conv2d is well optimised. On CPU channels-last clips the "kernel" route runs
-both convs, forward and backward, on a C kernel (vov3d/runtime/depthwise.py). Full 3x3x3 depthwise kernels (X3D) stay Conv3d:
-splitting them into shifted Conv2d taps measured slower. `PointwiseConv3d` runs the 1x1x1 Conv3d of a
+both convs, forward and backward, on a C kernel (vov3d/runtime/depthwise.py), and a VoV3D unit's
+ReLU + spatial + temporal convs as one pass (set_middle_routes). Full 3x3x3 depthwise kernels (X3D)
+stay Conv3d: splitting them into shifted Conv2d taps measured slower. `PointwiseConv3d` runs the 1x1x1 Conv3d of a
 channels-last model as matrix products (its docstring says when that is faster).
 
 Routes are applied by the runtime's prepare steps (vov3d/runtime/prepare.py), never by build_model:

@@ -118,10 +118,15 @@ def _from_taps(grad_taps, weight):
     return grad_taps.t().reshape(weight.shape).contiguous()
 
 
+def _kernel():
+    """What every call needs: the library, the pointer function, the thread count."""
+    return _lib(), kernels.pointer, torch.get_num_threads()
+
+
 class _Spatial(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, stride):
-        lib, ptr, threads = _lib(), kernels.pointer, torch.get_num_threads()
+        lib, ptr, threads = _kernel()
         n, c, t, hin, win = x.shape
         h, w = (hin - 1) // stride + 1, (win - 1) // stride + 1
         y = torch.empty((n, c, t, h, w), memory_format=_CL)
@@ -134,11 +139,8 @@ class _Spatial(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        x, weight = ctx.saved_tensors
-        lib, ptr, threads = _lib(), kernels.pointer, torch.get_num_threads()
-        n, c, t, hin, win = x.shape
-        g = grad.contiguous(memory_format=_CL)
-        h, w, s = g.shape[3], g.shape[4], ctx.stride
+        (x, weight), g, (lib, ptr, threads) = ctx.saved_tensors, grad.contiguous(memory_format=_CL), _kernel()
+        (n, c, t, hin, win), (h, w), s = x.shape, g.shape[3:], ctx.stride
         dx = dw = None
         if ctx.needs_input_grad[0]:
             dx = torch.empty_like(x, memory_format=_CL)
@@ -160,7 +162,7 @@ class _Spatial(torch.autograd.Function):
 class _Temporal(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight):
-        lib, ptr, threads = _lib(), kernels.pointer, torch.get_num_threads()
+        lib, ptr, threads = _kernel()
         n, c, t, h, w = x.shape
         y = torch.empty_like(x, memory_format=_CL)
         taps = _taps(weight)
@@ -170,10 +172,8 @@ class _Temporal(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        x, weight = ctx.saved_tensors
-        lib, ptr, threads = _lib(), kernels.pointer, torch.get_num_threads()
+        (x, weight), g, (lib, ptr, threads) = ctx.saved_tensors, grad.contiguous(memory_format=_CL), _kernel()
         n, c, t, h, w = x.shape
-        g = grad.contiguous(memory_format=_CL)
         dx = dw = None
         if ctx.needs_input_grad[0]:  # the forward conv of g with the taps reversed
             dx, taps = torch.empty_like(x, memory_format=_CL), _taps(weight, reverse=True)
@@ -190,7 +190,7 @@ class _Temporal(torch.autograd.Function):
 class _SpatialTemporal(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w_spatial, w_temporal, stride, relu_in):
-        lib, ptr, threads = _lib(), kernels.pointer, torch.get_num_threads()
+        lib, ptr, threads = _kernel()
         n, c, t, hin, win = x.shape
         h, w = (hin - 1) // stride + 1, (win - 1) // stride + 1
         y = torch.empty((n, c, t, h, w), memory_format=_CL)
@@ -203,10 +203,9 @@ class _SpatialTemporal(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        x, w_spatial, w_temporal = ctx.saved_tensors
-        lib, ptr, threads = _lib(), kernels.pointer, torch.get_num_threads()
+        (x, w_spatial, w_temporal), g = ctx.saved_tensors, grad.contiguous(memory_format=_CL)
+        lib, ptr, threads = _kernel()
         n, c, t, hin, win = x.shape
-        g = grad.contiguous(memory_format=_CL)
         ws, ws_rev = _taps(w_spatial), _taps(w_spatial, reverse=True)
         wt, wt_rev = _taps(w_temporal), _taps(w_temporal, reverse=True)
         dx = torch.empty_like(x, memory_format=_CL) if ctx.needs_input_grad[0] else None

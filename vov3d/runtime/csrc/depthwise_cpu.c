@@ -373,38 +373,65 @@ static void fill_ring(const float *x, int Hin, int Win, int C, const float *ws, 
     spatial_frame(x + *next * fin, Hin, Win, C, ws, s, ring + (*next % 3) * fout, H, W, 0, relu_in);
 }
 
-/* y [N][T][H][W][C] = temporal(spatial(x [N][T][Hin][Win][C] (relu(x) with relu_in), ws, stride s), wt). */
-int dw_spatial_temporal(const float *x, int N, int T, int Hin, int Win, int C, const float *ws, int s, const float *wt,
-                        float *y, int H, int W, int relu_in, int nthreads) {
-  nthreads = thread_count(nthreads);
+/* One pass over every clip, runs of frames split among the threads: the forward pass (g NULL: y =
+   temporal(spatial(x)) into y) or the backward pass (g the output gradient: dx, and the weight
+   gradients summed per thread into spart [threads][9][C] and tpart [threads][3][C]). Returns 1 when
+   out of memory. */
+static int pair_pass(const float *x, const float *g, int N, int T, int Hin, int Win, int C, const float *ws,
+                     const float *ws_rev, int s, const float *wt, const float *wt_rev, float *y, float *dx,
+                     float *spart, float *tpart, int H, int W, int relu_in, int nthreads) {
   const int parts = parts_per_clip(N, T, nthreads);
   const long fin = (long)Hin * Win * C, fout = (long)H * W * C, P = (long)H * W;
   int failed = 0;
 #pragma omp parallel num_threads(nthreads)
   {
-    float *ring = malloc(sizeof(float) * 3 * fout);
+    float *ring = malloc(sizeof(float) * (g ? 4 : 3) * fout); /* z of frames t - 1, t, t + 1; dz */
     if (!ring) {
 #pragma omp atomic write
       failed = 1;
     }
+    float *dz = ring ? ring + 3 * fout : 0, *sp = 0, *tp = 0;
+    if (g) sp = spart + (long)thread_id() * 9 * C, tp = tpart + (long)thread_id() * 3 * C;
 #pragma omp for schedule(static)
     for (long job = 0; job < (long)N * parts; job++) {
       if (!ring) continue;
       int n, t0, t1;
       job_frames(job, parts, T, &n, &t0, &t1);
       const float *xc = x + n * T * fin;
-      float *yc = y + n * T * fout;
       int next = t0 > 0 ? t0 - 1 : 0;
       for (int t = t0; t < t1; t++) {
         fill_ring(xc, Hin, Win, C, ws, s, ring, H, W, &next, t + 1 < T ? t + 1 : T - 1, relu_in);
-        const float *zp = t > 0 ? ring + (t - 1) % 3 * fout : 0, *zn = t + 1 < T ? ring + (t + 1) % 3 * fout : 0;
-        for (long p0 = 0; p0 < P; p0 += CHUNK)
-          temporal_frame(zp, ring + t % 3 * fout, zn, wt, C, yc + t * fout, p0, p0 + CHUNK < P ? p0 + CHUNK : P);
+        const float *zp = t > 0 ? ring + (t - 1) % 3 * fout : 0, *zt = ring + t % 3 * fout;
+        const float *zn = t + 1 < T ? ring + (t + 1) % 3 * fout : 0;
+        const long frame = (long)n * T + t;
+        if (!g) {
+          for (long p0 = 0; p0 < P; p0 += CHUNK)
+            temporal_frame(zp, zt, zn, wt, C, y + frame * fout, p0, p0 + CHUNK < P ? p0 + CHUNK : P);
+          continue;
+        }
+        const float *gt = g + frame * fout, *gp = t > 0 ? gt - fout : 0, *gn = t + 1 < T ? gt + fout : 0;
+        for (long p0 = 0; p0 < P; p0 += CHUNK) {
+          const long p1 = p0 + CHUNK < P ? p0 + CHUNK : P;
+          temporal_frame(gp, gt, gn, wt_rev, C, dz, p0, p1); /* dz = the temporal conv's input gradient */
+          temporal_weight_grad_frame(gt, zp, zt, zn, C, tp, p0, p1);
+        }
+        const float *mask = relu_in ? xc + t * fin : 0;
+        if (dx && s == 1)
+          spatial_frame(dz, H, W, C, ws_rev, 1, dx + frame * fin, Hin, Win, mask, 0);
+        else if (dx)
+          spatial_input_grad_s2_frame(dz, H, W, C, ws, dx + frame * fin, Hin, Win, mask);
+        spatial_weight_grad_frame(dz, H, W, C, xc + t * fin, Hin, Win, s, sp, relu_in);
       }
     }
     free(ring);
   }
   return failed;
+}
+
+/* y [N][T][H][W][C] = temporal(spatial(x [N][T][Hin][Win][C] (relu(x) with relu_in), ws, stride s), wt). */
+int dw_spatial_temporal(const float *x, int N, int T, int Hin, int Win, int C, const float *ws, int s, const float *wt,
+                        float *y, int H, int W, int relu_in, int nthreads) {
+  return pair_pass(x, 0, N, T, Hin, Win, C, ws, 0, s, wt, 0, y, 0, 0, 0, H, W, relu_in, thread_count(nthreads));
 }
 
 /* The gradients of dw_spatial_temporal for output gradient g: dx (input), dws [9][C] and dwt [3][C]
@@ -413,49 +440,10 @@ int dw_spatial_temporal_backward(const float *g, const float *x, int N, int T, i
                                  const float *ws, const float *ws_rev, int s, const float *wt, const float *wt_rev,
                                  float *dx, float *dws, float *dwt, int H, int W, int relu_in, int nthreads) {
   nthreads = thread_count(nthreads);
-  const int parts = parts_per_clip(N, T, nthreads);
-  const long fin = (long)Hin * Win * C, fout = (long)H * W * C, P = (long)H * W;
   float *spart = calloc((size_t)nthreads * 9 * C, sizeof(float)), *tpart = calloc((size_t)nthreads * 3 * C, sizeof(float));
-  int failed = 0;
-  if (!spart || !tpart) {
-    free(spart);
-    free(tpart);
-    return 1;
-  }
-#pragma omp parallel num_threads(nthreads)
-  {
-    float *ring = malloc(sizeof(float) * 4 * fout), *dz = ring + 3 * fout;
-    float *sp = spart + (long)thread_id() * 9 * C, *tp = tpart + (long)thread_id() * 3 * C;
-    if (!ring) {
-#pragma omp atomic write
-      failed = 1;
-    }
-#pragma omp for schedule(static)
-    for (long job = 0; job < (long)N * parts; job++) {
-      if (!ring) continue;
-      int n, t0, t1;
-      job_frames(job, parts, T, &n, &t0, &t1);
-      const float *xc = x + n * T * fin, *gc = g + n * T * fout;
-      int next = t0 > 0 ? t0 - 1 : 0;
-      for (int t = t0; t < t1; t++) {
-        fill_ring(xc, Hin, Win, C, ws, s, ring, H, W, &next, t + 1 < T ? t + 1 : T - 1, relu_in);
-        const float *zp = t > 0 ? ring + (t - 1) % 3 * fout : 0, *zn = t + 1 < T ? ring + (t + 1) % 3 * fout : 0;
-        const float *gt = gc + t * fout, *gp = t > 0 ? gt - fout : 0, *gn = t + 1 < T ? gt + fout : 0;
-        for (long p0 = 0; p0 < P; p0 += CHUNK) {
-          const long p1 = p0 + CHUNK < P ? p0 + CHUNK : P;
-          temporal_frame(gp, gt, gn, wt_rev, C, dz, p0, p1); /* dz = the temporal conv's input gradient */
-          temporal_weight_grad_frame(gt, zp, ring + t % 3 * fout, zn, C, tp, p0, p1);
-        }
-        const float *mask = relu_in ? xc + t * fin : 0;
-        if (dx && s == 1)
-          spatial_frame(dz, H, W, C, ws_rev, 1, dx + (n * T + t) * fin, Hin, Win, mask, 0);
-        else if (dx)
-          spatial_input_grad_s2_frame(dz, H, W, C, ws, dx + (n * T + t) * fin, Hin, Win, mask);
-        spatial_weight_grad_frame(dz, H, W, C, xc + t * fin, Hin, Win, s, sp, relu_in);
-      }
-    }
-    free(ring);
-  }
+  int failed = !spart || !tpart;
+  if (!failed)
+    failed = pair_pass(x, g, N, T, Hin, Win, C, ws, ws_rev, s, wt, wt_rev, 0, dx, spart, tpart, H, W, relu_in, nthreads);
   if (!failed) {
     if (dws) sum_parts(spart, nthreads, 9L * C, dws);
     if (dwt) sum_parts(tpart, nthreads, 3L * C, dwt);
