@@ -357,6 +357,7 @@ def test_prepare_for_inference_folds_a_copy(clip):
 
 def test_prepare_for_training_compiles_only_when_asked():
     cfg = tiny_cfg("VoV3D", "channels_last_3d", "conv2d")
+    cfg.MODEL.BATCHNORM_IMPL, cfg.MODEL.CPU_KEEP_HEAP = "stock", "off"  # nothing to measure: every lever explicit
     model = build_model(cfg)
     params = list(model.parameters())
     assert prepare.prepare_for_training(model, cfg) is model
@@ -454,7 +455,10 @@ def test_benchmark_tool_model_mode_prints_json(tmp_path):
         "--batch", "1", "--frames", "4", "--crop", "32", "--iters", "1", "--repeats", "1", "--warmup", "1",
         "--threads", "1",  # a shared machine: two spinning threads per process crawl
         "--levers", "cl3d+dw_conv2d+fold_bn,defaults,api", "--json", "--output", str(out),
-        "MODEL.NUM_CLASSES", "10",
+        # `defaults` measures the memory format and the fused kernel; the other levers (measured in
+        # tests/test_autotune.py) are fixed here to keep the tool's run short.
+        "MODEL.NUM_CLASSES", "10", "MODEL.DEPTHWISE_IMPL", "conv2d", "MODEL.POINTWISE_IMPL", "conv",
+        "MODEL.BATCHNORM_IMPL", "stock", "MODEL.CPU_KEEP_HEAP", "off",
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
