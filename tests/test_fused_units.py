@@ -206,6 +206,30 @@ def test_whole_models_match_with_fused_units(kernel, rel, opts, units, blocks, r
     assert torch.allclose(pf, pp, atol=TOL)
 
 
+@pytest.mark.parametrize("l2_kib", [4, 24])
+def test_frames_cut_into_bands_of_rows_match(kernel, l2_kib):
+    """A frame whose buffers outgrow the L2 is computed in bands of rows (res2 at 28^2 on a 512 KiB
+    L2); a small L2 size makes every frame of a small clip take that path, bands of one row (4 KiB)
+    and of a few (24 KiB), at strides 1 and 2, with and without SE."""
+    cfg = tiny_cfg("Kinetics/VoV3D_M_16x5.yaml", ())
+    torch.manual_seed(0)
+    model = randomize_bn(build_model(cfg)).eval()
+    x = to_model_format(torch.randn(3, 3, 4, 32, 32), cfg)
+    cfg.MODEL.CPU_FUSED_UNITS = "off"
+    plain = inference_copy(model, cfg, x)
+    cfg.MODEL.CPU_FUSED_UNITS = "on"
+    fused = inference_copy(model, cfg, x)
+    (lp, pp), (_, pf) = _logits(plain, x), _logits(fused, x)  # this machine's L2 size: whole 8^2 frames
+    l2 = kernel.d2plus1d_l2_bytes(0)
+    try:
+        assert kernel.d2plus1d_l2_bytes(l2_kib << 10) == l2_kib << 10
+        lb, pb = _logits(fused, x)
+    finally:
+        kernel.d2plus1d_l2_bytes(l2)
+    assert (lb - lp).abs().max().item() <= TOL * max(1.0, lp.abs().max().item())
+    assert torch.allclose(pb, pp, atol=TOL) and torch.allclose(pf, pp, atol=TOL)
+
+
 def test_official_checkpoint_outputs_with_fused_units(kernel):
     ckpt, io_path = require_reference("vov3d_m.pyth", "vov3d_m_io.pt")
     ref = torch.load(io_path, weights_only=True)
