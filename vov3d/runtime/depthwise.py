@@ -68,13 +68,11 @@ def _has_hooks(m):
 
 
 def is_spatial_temporal_pair(spatial, temporal):
-    """True for a depthwise 1x3x3 conv (stride 1 or 2) followed by a depthwise 3x1x1 conv of the same
-    width, the kernel's shapes (a D(2+1)D unit's middle)."""
+    """True for a spatial conv then a temporal conv of the same width, both taken by the kernel (a
+    D(2+1)D unit's middle)."""
     return (
-        isinstance(spatial, nn.Conv3d) and isinstance(temporal, nn.Conv3d)
-        and _shape(spatial) == SPATIAL and _shape(temporal) == TEMPORAL and tuple(temporal.stride) == (1, 1, 1)
-        and spatial.groups == spatial.in_channels == spatial.out_channels
-        == temporal.groups == temporal.in_channels == temporal.out_channels
+        kernel_takes(spatial) and kernel_takes(temporal) and _shape(spatial) == SPATIAL
+        and _shape(temporal) == TEMPORAL and spatial.out_channels == temporal.in_channels
     )
 
 
@@ -93,9 +91,8 @@ class SpatialTemporalPair:
         a, s, t = self.act, self.spatial, self.temporal
         if (
             getattr(s, "depthwise_impl", None) == "kernel" and getattr(t, "depthwise_impl", None) == "kernel"
-            and kernel_applies(s, x) and t.bias is None and tuple(t.dilation) == (1, 1, 1)
-            and t.weight.dtype == torch.float32 and type(a) in (nn.ReLU, nn.Identity)
-            and not any(_has_hooks(m) for m in (a, s, t))
+            and kernel_applies(s, x) and kernel_applies(t, x)  # x's checks hold for s(x) too
+            and type(a) in (nn.ReLU, nn.Identity) and not any(_has_hooks(m) for m in (a, s, t))
         ):
             return _SpatialTemporal.apply(x, s.weight, t.weight, s.stride[1], type(a) is nn.ReLU)
         return t(s(a(x)))

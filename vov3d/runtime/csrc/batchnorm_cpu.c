@@ -14,6 +14,7 @@
    dx = g * a + x * b + c. Built and loaded by vov3d/runtime/kernels.py. */
 
 #include <stdlib.h>
+#include "jobs.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -34,7 +35,6 @@ typedef float vf __attribute__((vector_size(VW * 4), aligned(4)));
    common part (sum of g * (x - mean) is a small difference of large terms). */
 typedef double vd __attribute__((vector_size(VW * 8), aligned(8)));
 
-static int gcd(int a, int b) { return b ? gcd(b, a % b) : a; }
 
 /* Floats per block, or 0 when C is too wide for the per-thread vectors. */
 static int block_size(int C) {

@@ -24,6 +24,7 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#include "jobs.h"
 #include "vectors.h"
 
 /* exp(x), Cephes' single-precision polynomial (relative error ~1e-7); x is clamped to the range
@@ -228,8 +229,6 @@ static long rows_per_job(long M, long target, int nthreads) {
   return rows < 6 ? 6 : (rows + 5) / 6 * 6;
 }
 
-static int gcd(int a, int b) { return b ? gcd(b, a % b) : a; }
-
 /* The back of a unit without SE, done frame by frame inside the front (the unit's intermediate y
    never goes to memory): see d2plus1d_back for the fields. */
 struct unit_back {
@@ -287,9 +286,7 @@ static int front_impl(const float *x, long ldx, int N, int T, int Hin, int Win, 
   const int hb = band_rows(H, W, Win, Cp, s), bands = (H + hb - 1) / hb;
   /* Split clips into temporal chunks so that every thread has work (a chunk recomputes the a / b1
      outputs of its two neighbouring frames). */
-  int chunks = nthreads / gcd(N * bands, nthreads);
-  if (chunks > T) chunks = T;
-  if (chunks < 1) chunks = 1;
+  const int chunks = runs_per_clip(N * bands, T, nthreads);
   const int jobs = N * bands * chunks;
   const long Pb = (long)hb * W, Pinb = (long)(hb * s + 2 < Hin ? hb * s + 2 : Hin) * Win;
   float *partial = ysum ? calloc((size_t)jobs * Cp, sizeof(float)) : 0; /* per-job sums of y, for SE */

@@ -22,6 +22,7 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#include "jobs.h"
 #include "vectors.h"
 
 /* Loads and stores of channel block c: full vectors, or the first n lanes of the last block. `full`
@@ -347,16 +348,6 @@ int dw_temporal_weight_grad(const float *g, const float *x, int N, int T, long P
    front of it too (a unit's a_relu): it reads relu(x) and masks dx where x <= 0, saving the ReLU's
    pass over x and its backward pass. */
 
-static int gcd(int a, int b) { return b ? gcd(b, a % b) : a; }
-
-/* Jobs are runs of consecutive frames, `parts` per clip, N * parts a multiple of the threads where T
-   allows (two clips on two threads: a clip each; one clip: its two halves). A run recomputes the
-   frame of z before it: the fewer runs, the less recomputation. */
-static int parts_per_clip(int N, int T, int nthreads) {
-  const int parts = nthreads / gcd(N, nthreads);
-  return parts > T ? T : parts;
-}
-
 /* The frames [t0, t1) of clip `job`'s run. */
 static void job_frames(long job, int parts, int T, int *n, int *t0, int *t1) {
   const int part = (int)(job % parts);
@@ -380,7 +371,7 @@ static void fill_ring(const float *x, int Hin, int Win, int C, const float *ws, 
 static int pair_pass(const float *x, const float *g, int N, int T, int Hin, int Win, int C, const float *ws,
                      const float *ws_rev, int s, const float *wt, const float *wt_rev, float *y, float *dx,
                      float *spart, float *tpart, int H, int W, int relu_in, int nthreads) {
-  const int parts = parts_per_clip(N, T, nthreads);
+  const int parts = runs_per_clip(N, T, nthreads);
   const long fin = (long)Hin * Win * C, fout = (long)H * W * C, P = (long)H * W;
   int failed = 0;
 #pragma omp parallel num_threads(nthreads)
