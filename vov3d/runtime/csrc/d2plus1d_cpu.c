@@ -27,26 +27,26 @@
 #include "jobs.h"
 #include "vectors.h"
 
-/* exp(x), Cephes' single-precision polynomial (relative error ~1e-7); x is clamped to the range
-   where the result is a normal float. */
+/* exp(x) = 2^n 2^f with n = round(x log2 e), f = x log2 e - n in [-1/2, 1/2]: 2^f by a degree-5
+   polynomial (least-squares fit of 2^f relative to its value, relative error 8e-8 before rounding),
+   2^n added to the exponent bits. x is clamped to the range where the result is a
+   normal float. One clamp by min / max, no range reduction in two parts (Cephes' exp) and one
+   polynomial term less: Swish, the kernel's only transcendental, took 4.4 ns per 8 floats with
+   Cephes' expf and 2.9 ns with this (AMD EPYC Zen 3, one core). */
 static inline vf exp_v(vf x) {
-  const vf hi = splat(88.0f), lo = splat(-87.0f); /* 2^n stays a normal float */
-  x = select_v(x > hi, hi, x);
-  x = select_v(x < lo, lo, x);
+  x = max_v(min_v(x, splat(88.0f)), splat(-87.0f));
   const vf magic = splat(12582912.0f); /* 1.5 * 2^23: adding it rounds to an integer */
-  vf t = x * splat(1.44269504088896341f) + magic;
-  vi n = (vi)t - (vi)magic;
-  vf fn = t - magic;
-  vf r = x - fn * splat(0.693359375f) + fn * splat(2.12194440e-4f);
-  vf p = splat(1.9875691500e-4f);
-  p = p * r + splat(1.3981999507e-3f);
-  p = p * r + splat(8.3334519073e-3f);
-  p = p * r + splat(4.1665795894e-2f);
-  p = p * r + splat(1.6666665459e-1f);
-  p = p * r + splat(5.0000001201e-1f);
-  p = p * r * r + r + splat(1.f);
-  vi e = (n + 127) << 23;
-  return p * (vf)e;
+  const vf log2e = splat(1.44269502163e+0f), log2e_low = splat(1.92596299e-8f); /* log2 e in two parts */
+  const vf tn = x * log2e + magic;
+  const vi n = (vi)tn - (vi)magic;
+  const vf f = (x * log2e - (tn - magic)) + x * log2e_low; /* FMAs: x * log2e is not rounded first */
+  vf p = splat(1.326697039e-3f);
+  p = p * f + splat(9.675459746e-3f);
+  p = p * f + splat(5.550742616e-2f);
+  p = p * f + splat(2.402212175e-1f);
+  p = p * f + splat(6.931469492e-1f);
+  p = p * f + splat(1.000000071f);
+  return (vf)((vi)p + (n << 23));
 }
 
 static inline vf swish_v(vf v) { return v / (splat(1.f) + exp_v(-v)); }

@@ -40,6 +40,19 @@ static inline vf splat(float a) {
 static inline vf relu_v(vf v) { return (vf)((vi)v & (vi)(v > splat(0.f))); }
 static inline vf select_v(vi m, vf a, vf b) { return (vf)((m & (vi)a) | (~m & (vi)b)); }
 
+/* Lane-wise min / max: one instruction where the ISA has it (a compare and a blend, two or three,
+   otherwise). With a NaN in `a` the result is `b`. */
+#if defined(__AVX512F__)
+static inline vf min_v(vf a, vf b) { return (vf)_mm512_min_ps((__m512)a, (__m512)b); }
+static inline vf max_v(vf a, vf b) { return (vf)_mm512_max_ps((__m512)a, (__m512)b); }
+#elif defined(__AVX__)
+static inline vf min_v(vf a, vf b) { return (vf)_mm256_min_ps((__m256)a, (__m256)b); }
+static inline vf max_v(vf a, vf b) { return (vf)_mm256_max_ps((__m256)a, (__m256)b); }
+#else
+static inline vf min_v(vf a, vf b) { return select_v(a < b, a, b); }
+static inline vf max_v(vf a, vf b) { return select_v(a > b, a, b); }
+#endif
+
 /* Partial loads and stores, for the last columns of a row: the first n (< the vector's width)
    lanes; a load's other lanes are zero. Masked moves where the ISA has them: a loop over lanes
    indexes the vector in memory, and GCC then kept every accumulator of a tile on the stack
