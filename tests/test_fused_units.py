@@ -18,8 +18,9 @@ from vov3d.config import get_cfg, validate
 from vov3d.models import build_model
 from vov3d.runtime import kernels as cpu_kernels
 from vov3d.runtime.fold_bn import fold_batchnorm
-from vov3d.runtime.fused_units import (FusedD2plus1d, FusedResBlock, FusedTOSA, d2plus1d_parts, fuse_d2plus1d_blocks,
-                                       lanes, pack_pointwise)
+from vov3d.runtime.fused_units import (FusedD2plus1d, FusedResBlock, FusedStem, FusedTOSA, d2plus1d_parts,
+                                       fuse_d2plus1d_blocks, lanes, pack_pointwise, stem_parts)
+from vov3d.models.stems import X3DStem
 from vov3d.runtime.layout import to_model_format
 from vov3d.runtime.prepare import prepare_for_inference
 from vov3d.models.vov3d import BottleneckUnit, TOSATransform
@@ -199,11 +200,62 @@ def test_whole_models_match_with_fused_units(kernel, rel, opts, units, blocks, r
     assert sum(isinstance(m, FusedD2plus1d) for m in fused.modules()) == units
     assert sum(isinstance(m, FusedTOSA) for m in fused.modules()) == blocks
     assert sum(isinstance(m, FusedResBlock) for m in fused.modules()) == residual_blocks
+    assert sum(isinstance(m, FusedStem) for m in fused.modules()) == (1 if units else 0)
     assert all(m.packed for m in fused.modules() if isinstance(m, FusedTOSA))  # one kernel call per block
     assert not any(isinstance(m, (FusedD2plus1d, FusedTOSA)) for m in model.modules())  # model untouched
     (lp, pp), (lf, pf) = _logits(plain, x), _logits(fused, x)
     assert (lf - lp).abs().max().item() <= TOL * max(1.0, lp.abs().max().item())
     assert torch.allclose(pf, pp, atol=TOL)
+
+
+def folded_stem(cin, cout, taps, stride, seed=0):
+    torch.manual_seed(seed)
+    stem = randomize_bn(X3DStem(cin, cout, taps)).eval()
+    stem.conv_xy.stride = (1, stride, stride)
+    for p in stem.parameters():
+        p.data.normal_()
+    return fold_batchnorm(stem, torch.zeros(1, cin, 2, 8, 8))
+
+
+@pytest.mark.parametrize("n,cin,cout,frames,size,taps,stride,layout", [
+    (2, 3, 24, 8, (32, 32), 5, 2, "ncthw"),
+    (1, 3, 20, 3, (17, 19), 5, 2, "channels_last"),  # fewer frames than taps; odd sizes; half vector of channels
+    (3, 3, 24, 7, (9, 8), 3, 1, "ncthw"),
+    (1, 2, 40, 1, (5, 6), 5, 2, "channels_last"),
+    (2, 3, 12, 9, (33, 31), 7, 2, "view"),  # a strided view of a larger clip
+])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fused_stem_matches_stock_ops(kernel, n, cin, cout, frames, size, taps, stride, layout, threads):
+    stem = folded_stem(cin, cout, taps, stride)
+    parts = stem_parts(stem)
+    assert parts is not None and stem_parts(X3DStem(cin, cout, taps)) is None  # BN not folded: refused
+    fused = FusedStem(stem, parts)
+    g = torch.Generator().manual_seed(2)
+    if layout == "view":
+        x = torch.randn(n, cin, 2 * frames, size[0] + 3, size[1] + 5, generator=g)[:, :, ::2, 3:, 2:-3]
+    else:
+        x = torch.randn(n, cin, frames, *size, generator=g)
+        if layout == "channels_last":
+            x = x.contiguous(memory_format=CL)
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    l2 = kernel.d2plus1d_l2_bytes(0)
+    try:
+        with torch.no_grad():
+            ref, out = stem(x), fused(x)
+            kernel.d2plus1d_l2_bytes(4 << 10)  # bands of one row
+            banded = fused(x)
+    finally:
+        kernel.d2plus1d_l2_bytes(l2)
+        torch.set_num_threads(old)
+    assert out.shape == ref.shape and out.is_contiguous(memory_format=CL)
+    scale = max(1.0, ref.abs().max().item())
+    assert (out - ref).abs().max().item() <= TOL * scale
+    assert (banded - ref).abs().max().item() <= TOL * scale
+    with torch.enable_grad():  # autograd: the stem's own ops
+        xg = x.clone().requires_grad_(True)
+        fused(xg).sum().backward()
+    assert xg.grad is not None
 
 
 @pytest.mark.parametrize("l2_kib", [4, 24])

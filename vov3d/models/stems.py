@@ -20,6 +20,11 @@ class X3DStem(nn.Module):
         self.bn = nn.BatchNorm3d(dim_out)
         self.relu = nn.ReLU(inplace=True)
 
+    def fusable_parts(self):
+        """Returns this stem's ops by role, for runtimes that run it as one kernel: the spatial conv
+        `spatial`, the depthwise temporal conv `temporal`, its BN `bn` and the activation `act`."""
+        return {"spatial": self.conv_xy, "temporal": self.conv, "bn": self.bn, "act": self.relu}
+
     def forward(self, x):
         return self.relu(self.bn(self.conv(self.conv_xy(x))))
 

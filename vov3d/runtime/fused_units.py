@@ -84,6 +84,8 @@ def d2plus1d_parts(block, folded=True):
     if not callable(describe):
         return None
     p = describe()
+    if "middle" not in p:  # another kind of block (a stem)
+        return None
     a, c, act, out_act, se = p["a"], p["c"], p["act"], p["out_act"], p["se"]
     if len(p["middle"]) != 2 or (out_act is not None and type(out_act) is not nn.ReLU):
         return None
@@ -308,6 +310,76 @@ class FusedTOSA(nn.Module):
         return torch.relu_(y) if relu else y
 
 
+def stem_parts(stem, folded=True):
+    """Returns the pieces of a BN-folded X3D stem (`fusable_parts()`: 3x3 spatial conv with padding 1,
+    depthwise temporal conv of odd length, ReLU) as a dict, or None when `stem` is not one the kernel
+    computes exactly. `folded=False` accepts the BatchNorm still there."""
+    describe = getattr(stem, "fusable_parts", None)
+    if not callable(describe):
+        return None
+    p = describe()
+    spatial, temporal = p.get("spatial"), p.get("temporal")
+    if not isinstance(spatial, nn.Conv3d) or not isinstance(temporal, nn.Conv3d):
+        return None
+    kt = temporal.kernel_size[0]
+    ok = (
+        (not folded or isinstance(p["bn"], nn.Identity)) and type(p["act"]) is nn.ReLU
+        and spatial.kernel_size == (1, 3, 3) and spatial.padding == (0, 1, 1) and spatial.groups == 1
+        and spatial.dilation == (1, 1, 1) and spatial.padding_mode == "zeros" and spatial.stride[0] == 1
+        and spatial.stride[1] == spatial.stride[2]
+        and kt % 2 == 1 and _is_depthwise(temporal, (kt, 1, 1), (kt // 2, 0, 0))
+        and temporal.in_channels == spatial.out_channels and temporal.stride == (1, 1, 1)
+    )
+    if not ok:
+        return None
+    return {"spatial": spatial, "temporal": temporal, "stride": spatial.stride[1]}
+
+
+class FusedStem(nn.Module):
+    """Wraps a BN-folded X3D stem (`stem`) and runs it with the fused CPU kernel (x3d_stem in
+    csrc/d2plus1d_cpu.c): the input is read once, in any layout (no channels-last copy first), and
+    the channels-last output written once. The stem stays as the fallback."""
+
+    def __init__(self, stem, parts):
+        super().__init__()
+        self.stem = stem
+        spatial, temporal = parts["spatial"], parts["temporal"]
+        self.cin, self.cout, self.stride = spatial.in_channels, spatial.out_channels, parts["stride"]
+        self.taps = temporal.kernel_size[0]
+        cp = _padded(self.cout)
+        self.cp = cp
+        packed = {"wxy": _matrix(spatial, self.cin * 9, cp), "bxy": _bias(spatial, cp),
+                  "wt": _matrix(temporal, self.taps, cp), "bt": _bias(temporal, cp)}
+        for name, value in packed.items():
+            self.register_buffer(name, value, persistent=False)
+
+    @property
+    def lib(self):
+        return kernels.load_library("d2plus1d_cpu")
+
+    def applies(self, x):
+        return (
+            not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+            and x.dim() == 5 and x.device.type == "cpu" and x.dtype == torch.float32 and x.shape[1] == self.cin
+            and x.numel() > 0 and not (torch.is_grad_enabled() and x.requires_grad) and self.wxy.device.type == "cpu"
+        )
+
+    def forward(self, x):
+        if not self.applies(x):
+            return self.stem(x)
+        n, _, frames, hin, win = x.shape
+        h, w = (hin - 1) // self.stride + 1, (win - 1) // self.stride + 1
+        out = torch.empty((n, self.cout, frames, h, w), memory_format=torch.channels_last_3d)
+        strides = torch.tensor(x.stride(), dtype=torch.int64)
+        ptr = kernels.pointer
+        status = self.lib.x3d_stem(ptr(x), ptr(strides), n, self.cin, frames, hin, win, self.stride, ptr(self.wxy),
+                                   ptr(self.bxy), self.cp, self.taps, ptr(self.wt), ptr(self.bt), self.cout, ptr(out),
+                                   self.cout, torch.get_num_threads())
+        if status:
+            raise MemoryError("the fused stem kernel could not allocate its per-thread buffers")
+        return out
+
+
 class FusedResBlock(nn.Module):
     """Wraps a residual block (`residual_parts()`: ReLU(shortcut(x) + branch2(x))) whose branch2 is
     fused (FusedTOSA, or a FusedD2plus1d without a residual of its own, as in X3D with d2plus1d
@@ -353,7 +425,7 @@ def fuse_d2plus1d_blocks(model):
         return 0
     # Blocks already wrapped (a second call) are left as they are.
     wrapped = tuple(n + "." for n, m in model.named_modules()
-                    if isinstance(m, (FusedD2plus1d, FusedTOSA, FusedResBlock)))
+                    if isinstance(m, (FusedD2plus1d, FusedTOSA, FusedResBlock, FusedStem)))
     found = [(name, m, d2plus1d_parts(m)) for name, m in model.named_modules() if not name.startswith(wrapped)]
     count = 0
     for name, m, parts in found:
@@ -369,5 +441,10 @@ def fuse_d2plus1d_blocks(model):
     for name, m in list(model.named_modules()):
         if name and not name.startswith(wrapped) and _fusable_residual_block(m):
             set_submodule(model, name, FusedResBlock(m))
+    if count:  # the stem of a model whose units run on the kernel
+        for name, m in list(model.named_modules()):
+            parts = stem_parts(m) if name and not name.startswith(wrapped) else None
+            if parts is not None:
+                set_submodule(model, name, FusedStem(m, parts))
     logger.debug("Fused %d D(2+1)D bottlenecks for CPU inference", count)
     return count

@@ -29,7 +29,7 @@ import torch  # noqa: F401  (loaded first: the kernel then shares torch's OpenMP
 logger = logging.getLogger(__name__)
 
 CSRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc")
-ABI_VERSIONS = {"d2plus1d_cpu": 7, "depthwise_cpu": 3, "batchnorm_cpu": 4}  # what each library's <name>_abi_version() returns
+ABI_VERSIONS = {"d2plus1d_cpu": 8, "depthwise_cpu": 3, "batchnorm_cpu": 4}  # what each library's <name>_abi_version() returns
 
 _lock = threading.Lock()
 _libraries = {}
@@ -48,6 +48,8 @@ SIGNATURES = {
         "pointwise_rows": [_p, _l, _l, _i, _p, _i, _p, _p, _l, _i, _p, _l, _i, _i],
         # x, ldx, N, T, Hin, Win, params, table, buf, y, ysum, scale, res, ldr, relu, out, nthreads
         "tosa_block": [_p, _l, _i, _i, _i, _i, _p, _p, _p, _p, _p, _p, _p, _l, _i, _p, _i],
+        # x, strides[5], N, Cin, T, Hin, Win, s, Wxy, bxy, Cp, Kt, Wt, bt, Cout, out, ldo, nthreads
+        "x3d_stem": [_p, _p, _i, _i, _i, _i, _i, _i, _p, _p, _i, _i, _p, _p, _i, _p, _l, _i],
         # set (> 0: the L2 size in bytes the kernel cuts frames into bands for; 0: only read it)
         "d2plus1d_l2_bytes": [_l],
         "d2plus1d_lanes": [],

@@ -23,7 +23,7 @@ from vov3d.runtime.batchnorm import has_narrow_batchnorms, set_batchnorm_impl
 from vov3d.runtime.conv_routes import apply_conv_routes, is_factorizable_depthwise, is_pointwise
 from vov3d.runtime.depthwise import kernel_takes
 from vov3d.runtime.fold_bn import fold_batchnorm
-from vov3d.runtime.fused_units import fuse_d2plus1d_blocks, has_fusable_units
+from vov3d.runtime.fused_units import FusedStem, fuse_d2plus1d_blocks, has_fusable_units
 from vov3d.runtime.layout import format_name, memory_format_from_name, record_decision
 
 logger = logging.getLogger(__name__)
@@ -307,6 +307,7 @@ class InferenceModel(nn.Module):
         self._folded = None
         self._built = nn.ModuleDict()  # route name -> module, so .to() / state_dict see them
         self._chosen = {}  # clip shape (C, T, H, W) -> Route
+        self._any_layout = set()  # routes whose input goes straight into a fused stem (reads any layout)
         self.routes = candidate_routes(cfg, self.source, self.device.type, inference=True)
         super().train(False)  # once: train() below never walks the modules
 
@@ -329,6 +330,8 @@ class InferenceModel(nn.Module):
             apply_route(m, route)
             if route.fused:
                 fuse_d2plus1d_blocks(m)
+                if any(isinstance(mod, FusedStem) for mod in m.modules()):
+                    self._any_layout.add(route.name)
                 reason = kernels.unavailable_reason("d2plus1d_cpu")
                 if reason and self.cfg.MODEL.CPU_FUSED_UNITS == "on":
                     raise RuntimeError(f"MODEL.CPU_FUSED_UNITS is on but the CPU kernel cannot be built: {reason}")
@@ -340,9 +343,10 @@ class InferenceModel(nn.Module):
     def _run(self, route, inputs):
         m = self._built[route.name]
         fmt = memory_format_from_name(route.memory_format)
-        xs = [x.contiguous(memory_format=fmt) if x.dim() == 5 else x for x in inputs]
+        if route.name not in self._any_layout:  # a fused stem reads clips as they come: no copy
+            inputs = [x.contiguous(memory_format=fmt) if x.dim() == 5 else x for x in inputs]
         with torch.no_grad(), levers.autocast(self.device.type, route.amp):
-            return m(xs)
+            return m(inputs)
 
     def _choose(self, inputs):
         x = inputs[0]

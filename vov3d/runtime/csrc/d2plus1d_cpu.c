@@ -520,9 +520,173 @@ int tosa_block(const float *x, long ldx, int N, int T, int Hin, int Win, const f
                         table[B_COUT], (int)table[B_COUT], res, ldr, relu, nthreads);
 }
 
+/* ------------------------------------------------------------------------------------------- */
+/* X3D's stem (VoV3D's too), BN folded: a 3x3 spatial conv (stride s, pad 1) of the clip's few    */
+/* channels, a depthwise temporal conv (Kt taps, pad Kt / 2) + bias, ReLU. The stock route makes  */
+/* four passes (a layout copy of the input, the two convs, the ReLU); this reads the input once,  */
+/* in whatever layout it comes, and writes the output once.                                        */
+/* ------------------------------------------------------------------------------------------- */
+
+/* One output pixel of the 3x3 conv, NV channel vectors from c0, taps outside the frame skipped.
+   xf: the frame's channel 0, sc / sh / sw its strides; w [Cin][3][3][Cp]; acc: NV vectors. */
+static inline __attribute__((always_inline)) void stem_pixel(int NV, const float *xf, long sc, long sh, long sw,
+                                                             int Cin, int Hin, int Win, int s, const float *w, int Cp,
+                                                             int c0, int h, int x, vf *acc) {
+  for (int c = 0; c < Cin; c++)
+    for (int dy = 0; dy < 3; dy++) {
+      const int iy = h * s - 1 + dy;
+      if (iy < 0 || iy >= Hin) continue;
+      for (int dx = 0; dx < 3; dx++) {
+        const int ix = x * s - 1 + dx;
+        if (ix < 0 || ix >= Win) continue;
+        const vf a = splat(xf[c * sc + iy * sh + ix * sw]);
+        const float *wt = w + (long)((c * 3 + dy) * 3 + dx) * Cp + c0;
+        for (int v = 0; v < NV; v++) acc[v] += a * LD(wt + v * VW);
+      }
+    }
+}
+
+/* The 3x3 conv of output rows [h0, h0 + rows) of one frame, NV channel vectors from c0, into out
+   ([rows][W][Cp]), bias b. Four pixels at a time where all their taps are inside the frame: a tap
+   is four broadcasts and NV weight loads for 4 x NV FMAs (16 registers at NV = 3). */
+static inline __attribute__((always_inline)) void stem_rows(int NV, const float *xf, long sc, long sh, long sw, int Cin,
+                                                            int Hin, int Win, int s, const float *w, const float *b,
+                                                            int Cp, int c0, float *out, int W, int h0, int rows) {
+  const int inner_end = (Win - 2) / s + 1; /* columns [1, inner_end) have all three taps inside */
+  for (int r = 0; r < rows; r++) {
+    const int h = h0 + r;
+    const int top = h * s - 1 >= 0, bottom = h * s + 1 < Hin;
+    float *o = out + (long)r * W * Cp + c0;
+    int x = 0;
+    while (x < W) {
+      if (x >= 1 && x + 4 <= inner_end && top && bottom) {
+        vf acc[4][3];
+        for (int q = 0; q < 4; q++)
+          for (int v = 0; v < NV; v++) acc[q][v] = LD(b + c0 + v * VW);
+        for (int c = 0; c < Cin; c++)
+          for (int dy = 0; dy < 3; dy++) {
+            const float *row = xf + c * sc + (long)(h * s - 1 + dy) * sh + (long)(x * s - 1) * sw;
+            for (int dx = 0; dx < 3; dx++) {
+              const float *wt = w + (long)((c * 3 + dy) * 3 + dx) * Cp + c0;
+              vf wv[3];
+              for (int v = 0; v < NV; v++) wv[v] = LD(wt + v * VW);
+              for (int q = 0; q < 4; q++) {
+                const vf a = splat(row[((long)q * s + dx) * sw]);
+                for (int v = 0; v < NV; v++) acc[q][v] += a * wv[v];
+              }
+            }
+          }
+        for (int q = 0; q < 4; q++)
+          for (int v = 0; v < NV; v++) ST(o + (long)(x + q) * Cp + v * VW, acc[q][v]);
+        x += 4;
+      } else {
+        vf acc[3];
+        for (int v = 0; v < NV; v++) acc[v] = LD(b + c0 + v * VW);
+        stem_pixel(NV, xf, sc, sh, sw, Cin, Hin, Win, s, w, Cp, c0, h, x, acc);
+        for (int v = 0; v < NV; v++) ST(o + (long)x * Cp + v * VW, acc[v]);
+        x += 1;
+      }
+    }
+  }
+}
+
+static void stem_xy(const float *xf, long sc, long sh, long sw, int Cin, int Hin, int Win, int s, const float *w,
+                    const float *b, int Cp, float *out, int W, int h0, int rows) {
+  for (int c0 = 0; c0 < Cp;) {
+    const int left = (Cp - c0) / VW;
+    if (left >= 3) {
+      stem_rows(3, xf, sc, sh, sw, Cin, Hin, Win, s, w, b, Cp, c0, out, W, h0, rows);
+      c0 += 3 * VW;
+    } else if (left == 2) {
+      stem_rows(2, xf, sc, sh, sw, Cin, Hin, Win, s, w, b, Cp, c0, out, W, h0, rows);
+      c0 += 2 * VW;
+    } else {
+      stem_rows(1, xf, sc, sh, sw, Cin, Hin, Win, s, w, b, Cp, c0, out, W, h0, rows);
+      c0 += VW;
+    }
+  }
+}
+
+/* The temporal conv + bias + ReLU of `pixels` pixels from the 3x3 conv's output of NK frames (w: their
+   NK taps), stored as rows of Cout at stride ldo. A last vector of VW / 2 channels (20 of 24 on
+   8-float vectors) is a half-vector store: a masked store costs more than the pixel's arithmetic. */
+static inline __attribute__((always_inline)) void stem_temporal(int NK, const float *const *frame, const float *w,
+                                                                const float *b, int Cp, int Cout, long pixels,
+                                                                float *o, long ldo) {
+  for (long q = 0; q < pixels; q++)
+    for (int c = 0; c < Cp && c < Cout; c += VW) {
+      vf v = LD(b + c);
+      for (int k = 0; k < NK; k++) v += LD(w + (long)k * Cp + c) * LD(frame[k] + q * Cp + c);
+      v = relu_v(v);
+      float *dst = o + q * ldo + c;
+      if (Cout - c >= VW)
+        ST(dst, v);
+      else if (Cout - c == VH)
+        memcpy(dst, &v, VH * sizeof(float)); /* one 16-byte store */
+      else
+        store_part(dst, v, Cout - c);
+    }
+}
+
+/* x: N clips of Cin x T x Hin x Win floats at strides sx[5] (clip, channel, frame, row, column: the
+   loader's N x C x T x H x W batches as they are, or channels-last). Wxy [Cin][3][3][Cp], bxy [Cp]
+   (zeros when the conv has no bias), Wt [Kt][Cp] (Kt odd), bt [Cp]. out: N*T*H*W rows of Cout at
+   stride ldo. Each job keeps the 3x3 conv's output of Kt frames (a band of their rows: no halo is
+   needed, the temporal taps are 1x1) in a per-thread ring. */
+int x3d_stem(const float *x, const long *sx, int N, int Cin, int T, int Hin, int Win, int s, const float *Wxy,
+             const float *bxy, int Cp, int Kt, const float *Wt, const float *bt, int Cout, float *out, long ldo,
+             int nthreads) {
+  const int H = (Hin - 1) / s + 1, W = (Win - 1) / s + 1, pad = Kt / 2;
+  const long P = (long)H * W;
+  if (nthreads < 1) nthreads = 1;
+  /* a band's ring takes a quarter of the L2 */
+  long hb = d2plus1d_l2_bytes(0) / 4 / (4L * Kt * W * Cp);
+  hb = hb < 1 ? 1 : hb > H ? H : hb;
+  const int bands = (int)((H + hb - 1) / hb);
+  const int chunks = runs_per_clip(N * bands, T, nthreads); /* a chunk recomputes 2 * pad frames */
+  const int jobs = N * bands * chunks;
+  int failed = 0;
+#pragma omp parallel num_threads(nthreads)
+  {
+    float *ring = aligned_alloc(64, ((size_t)Kt * hb * W * Cp * sizeof(float) + 63) / 64 * 64);
+    if (!ring) {
+#pragma omp atomic write
+      failed = 1;
+    }
+#pragma omp for schedule(static)
+    for (int job = 0; job < jobs; job++) {
+      if (!ring) continue;
+      const int n = job / (bands * chunks), band = job / chunks % bands, ch = job % chunks;
+      const int t0 = (int)((long)T * ch / chunks), t1 = (int)((long)T * (ch + 1) / chunks);
+      const int r0 = (int)(band * hb), r1 = r0 + (int)hb < H ? r0 + (int)hb : H;
+      const long pb = (long)(r1 - r0) * W;
+      int made = t0 - pad > 0 ? t0 - pad : 0; /* the next frame whose 3x3 conv goes into the ring */
+      for (int t = t0; t < t1; t++) {
+        for (; made < T && made <= t + pad; made++)
+          stem_xy(x + n * sx[0] + made * sx[2], sx[1], sx[3], sx[4], Cin, Hin, Win, s, Wxy, bxy, Cp,
+                  ring + (long)(made % Kt) * hb * W * Cp, W, r0, r1 - r0);
+        const int k0 = t - pad < 0 ? pad - t : 0, k1 = t + pad >= T ? T - 1 - t + pad : Kt - 1; /* taps inside */
+        const float *frame[Kt];
+        for (int k = k0; k <= k1; k++) frame[k] = ring + (long)((t - pad + k) % Kt) * hb * W * Cp;
+        float *o = out + (((long)n * T + t) * P + (long)r0 * W) * ldo;
+        switch (k1 - k0 + 1) { /* the tap count a constant in each case: its loop unrolled */
+          case 1: stem_temporal(1, frame + k0, Wt + (long)k0 * Cp, bt, Cp, Cout, pb, o, ldo); break;
+          case 2: stem_temporal(2, frame + k0, Wt + (long)k0 * Cp, bt, Cp, Cout, pb, o, ldo); break;
+          case 3: stem_temporal(3, frame + k0, Wt + (long)k0 * Cp, bt, Cp, Cout, pb, o, ldo); break;
+          case 4: stem_temporal(4, frame + k0, Wt + (long)k0 * Cp, bt, Cp, Cout, pb, o, ldo); break;
+          case 5: stem_temporal(5, frame + k0, Wt + (long)k0 * Cp, bt, Cp, Cout, pb, o, ldo); break;
+          default: stem_temporal(k1 - k0 + 1, frame + k0, Wt + (long)k0 * Cp, bt, Cp, Cout, pb, o, ldo);
+        }
+      }
+    }
+    free(ring);
+  }
+  return failed; /* 1: out of memory */
+}
+
 /* The channel vector width the library was built with: packed weights and internal buffers pad
    channels to a multiple of it. */
 int d2plus1d_lanes(void) { return VW; }
 
 /* Lets the loader check that it has the library it built. */
-int d2plus1d_cpu_abi_version(void) { return 7; }
+int d2plus1d_cpu_abi_version(void) { return 8; }
