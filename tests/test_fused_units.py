@@ -201,6 +201,9 @@ def test_whole_models_match_with_fused_units(kernel, rel, opts, units, blocks, r
     assert sum(isinstance(m, FusedTOSA) for m in fused.modules()) == blocks
     assert sum(isinstance(m, FusedResBlock) for m in fused.modules()) == residual_blocks
     assert sum(isinstance(m, FusedStem) for m in fused.modules()) == (1 if units else 0)
+    for m in fused.modules():  # a conv shortcut beside a T-OSA block runs in its kernel call
+        if isinstance(m, FusedResBlock) and isinstance(m.block.residual_parts()["branch2"], FusedTOSA):
+            assert (m.shortcut_stride is not None) == bool(m.block.residual_parts()["shortcut"])
     assert all(m.packed for m in fused.modules() if isinstance(m, FusedTOSA))  # one kernel call per block
     assert not any(isinstance(m, (FusedD2plus1d, FusedTOSA)) for m in model.modules())  # model untouched
     (lp, pp), (lf, pf) = _logits(plain, x), _logits(fused, x)

@@ -271,9 +271,11 @@ class FusedTOSA(nn.Module):
             return self.block(x)
         return self.compute(x)
 
-    def compute(self, x, residual=None, relu=False):
+    def compute(self, x, residual=None, relu=False, shortcut=None):
         """Runs the block on `x` (the kernel applies: see FusedD2plus1d.applies); `residual` / `relu`:
-        the enclosing residual block's shortcut and ReLU, joined to the aggregation conv."""
+        the enclosing residual block's shortcut and ReLU, joined to the aggregation conv. `shortcut`:
+        that block's shortcut conv instead of its output, (weight, bias, stride) packed as
+        pack_pointwise does, computed by the kernel (packed blocks only)."""
         parts = self.block.aggregation_parts()
         layers = parts["units"]
         n, c, frames, hin, win = x.shape
@@ -281,14 +283,17 @@ class FusedTOSA(nn.Module):
         buf = torch.empty((n, parts["conv"].in_channels, frames, h, w), memory_format=torch.channels_last_3d)
         if not self.packed:
             return self._unit_by_unit(x, buf, parts, residual, relu)
+        if shortcut is not None and residual is not None:
+            raise ValueError("pass the shortcut's output (residual) or its conv (shortcut), not both")
         cp = max(u.cp for u in layers)
         y, ysum, scale = torch.empty(n * frames * h * w * cp), torch.empty(n * cp), torch.empty(n * cp)
         out = torch.empty((n, parts["conv"].out_channels, frames, h, w), memory_format=torch.channels_last_3d)
         res, ldr = _rows(residual) if residual is not None else (None, 0)
         ptr = kernels.pointer
+        sc_w, sc_b, sc_stride = shortcut if shortcut is not None else (None, None, 1)
         status = self.lib.tosa_block(ptr(x), _row_stride(x), n, frames, hin, win, ptr(self.params), ptr(self.table),
                                      ptr(buf), ptr(y), ptr(ysum), ptr(scale), ptr(res), ldr, int(relu), ptr(out),
-                                     torch.get_num_threads())
+                                     ptr(sc_w), ptr(sc_b), sc_stride, torch.get_num_threads())
         if status:
             raise MemoryError("the fused D(2+1)D kernel could not allocate its per-thread buffers")
         return out
@@ -380,21 +385,50 @@ class FusedStem(nn.Module):
         return out
 
 
+def _shortcut_conv(shortcut, branch):
+    """Returns (conv, stride) when `shortcut` (a residual block's shortcut modules) is a BN-folded
+    1x1x1 conv the T-OSA kernel computes itself: from the block input to the block output, at the
+    block's spatial stride (VoV3D's branch1 where a stage starts); else None."""
+    if not (isinstance(branch, FusedTOSA) and branch.packed) or len(shortcut) != 2:
+        return None
+    conv, bn = shortcut
+    parts = branch.block.aggregation_parts()
+    first, agg = parts["units"][0], parts["conv"]
+    ok = (
+        isinstance(conv, nn.Conv3d) and isinstance(bn, nn.Identity) and tuple(conv.kernel_size) == (1, 1, 1)
+        and conv.groups == 1 and tuple(conv.padding) == (0, 0, 0) and tuple(conv.dilation) == (1, 1, 1)
+        and tuple(conv.stride) == (1, first.stride, first.stride)
+        and conv.in_channels == first.cin and conv.out_channels == agg.out_channels
+    )
+    return (conv, first.stride) if ok else None
+
+
 class FusedResBlock(nn.Module):
     """Wraps a residual block (`residual_parts()`: ReLU(shortcut(x) + branch2(x))) whose branch2 is
     fused (FusedTOSA, or a FusedD2plus1d without a residual of its own, as in X3D with d2plus1d
     units): the shortcut is added and the ReLU applied in the kernel's last GEMM, not as two more
-    passes over the block output."""
+    passes over the block output. A 1x1x1 conv shortcut next to a T-OSA block runs in the same
+    kernel call (no separate conv and output tensor)."""
 
     def __init__(self, block):
         super().__init__()
         self.block = block
+        parts = block.residual_parts()
+        found = _shortcut_conv(parts["shortcut"], parts["branch2"])
+        self.shortcut_stride = found[1] if found else None
+        if found:
+            conv = found[0]
+            w, b = pack_pointwise(conv, conv.in_channels, _padded(conv.out_channels))
+            self.register_buffer("shortcut_w", w, persistent=False)
+            self.register_buffer("shortcut_b", b, persistent=False)
 
     def forward(self, x):
         parts = self.block.residual_parts()
         branch = parts["branch2"]
         if not branch.applies(x):
             return self.block(x)
+        if self.shortcut_stride is not None and branch.packed and self.shortcut_w.device.type == "cpu":
+            return branch.compute(x, relu=True, shortcut=(self.shortcut_w, self.shortcut_b, self.shortcut_stride))
         shortcut = x
         for m in parts["shortcut"]:
             shortcut = m(shortcut)

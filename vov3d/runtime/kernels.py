@@ -46,8 +46,9 @@ SIGNATURES = {
         "d2plus1d_unit": [_p, _l, _i, _i, _i, _i, _i, _p, _p, _i, _i, _p, _p, _p, _p, _p, _i, _i, _p, _l, _p, _l, _i, _i],
         # x, ldx, M, K, W, Np, bias, out, ldo, N, res, ldr, relu, nthreads
         "pointwise_rows": [_p, _l, _l, _i, _p, _i, _p, _p, _l, _i, _p, _l, _i, _i],
-        # x, ldx, N, T, Hin, Win, params, table, buf, y, ysum, scale, res, ldr, relu, out, nthreads
-        "tosa_block": [_p, _l, _i, _i, _i, _i, _p, _p, _p, _p, _p, _p, _p, _l, _i, _p, _i],
+        # x, ldx, N, T, Hin, Win, params, table, buf, y, ysum, scale, res, ldr, relu, out, sc_w, sc_b, sc_stride,
+        # nthreads
+        "tosa_block": [_p, _l, _i, _i, _i, _i, _p, _p, _p, _p, _p, _p, _p, _l, _i, _p, _p, _p, _i, _i],
         # x, strides[5], N, Cin, T, Hin, Win, s, Wxy, bxy, Cp, Kt, Wt, bt, Cout, out, ldo, nthreads
         "x3d_stem": [_p, _p, _i, _i, _i, _i, _i, _i, _p, _p, _i, _i, _p, _p, _i, _p, _l, _i],
         # set (> 0: the L2 size in bytes the kernel cuts frames into bands for; 0: only read it)

@@ -470,12 +470,30 @@ static void se_gate(const float *ysum, int N, int inner, int Cp, long count, int
   }
 }
 
+/* The shortcut of a residual block around a T-OSA block, a 1x1x1 conv of stride s (BN folded):
+   out[n][t][h][w] = x[n][t][h s][w s] W + bias, x rows of K at stride ldx, W [K][Np], out rows of
+   Nout at stride ldo. One GEMM per output row: its W pixels are s input rows apart. */
+static void shortcut_rows(const float *x, long ldx, int N, int T, int Hin, int Win, int s, int K, const float *Wsc,
+                          int Np, const float *bsc, float *out, long ldo, int Nout, int nthreads) {
+  const int H = (Hin - 1) / s + 1, W = (Win - 1) / s + 1;
+  const long rows = (long)N * T * H;
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (long r = 0; r < rows; r++) {
+    const long f = r / H;
+    const int h = (int)(r % H);
+    gemm(x + (f * Hin * Win + (long)h * s * Win) * ldx, s * ldx, W, K, Wsc, Np, bsc, out + r * W * ldo, ldo, Nout, 0,
+         0, 0);
+  }
+}
+
 /* x: N clips of [T][Hin][Win] rows at stride ldx. buf: the concatenation, [N][T][H][W] rows of
    table[B_CBUF]; y: scratch of N*T*H*W*(largest Cp) floats; ysum, scale: N*(largest Cp). out: rows
-   of table[B_COUT]; res (may be NULL): rows at stride ldr, added before the final ReLU (relu). */
+   of table[B_COUT]; res (may be NULL): rows at stride ldr, added before the final ReLU (relu).
+   sc_w (may be NULL): the enclosing residual block's shortcut conv, [B_CIN][B_COUTP] with its bias
+   sc_b, of spatial stride sc_stride, computed into out and added as the residual (res unused). */
 int tosa_block(const float *x, long ldx, int N, int T, int Hin, int Win, const float *p, const long *table,
                float *buf, float *y, float *ysum, float *scale, const float *res, long ldr, int relu, float *out,
-               int nthreads) {
+               const float *sc_w, const float *sc_b, int sc_stride, int nthreads) {
   const long units = table[B_UNITS], cbuf = table[B_CBUF], cin = table[B_CIN];
   const long *u0 = table + B_FIELDS;
   const int s0 = (int)u0[U_STRIDE];
@@ -515,6 +533,12 @@ int tosa_block(const float *x, long ldx, int N, int T, int Hin, int Win, const f
     hin = H;
     win = W;
     offset += u[U_COUT];
+  }
+  if (sc_w) { /* the aggregation GEMM then adds out to itself in place (each element read, then written) */
+    shortcut_rows(x, ldx, N, T, Hin, Win, sc_stride, (int)cin, sc_w, (int)table[B_COUTP], sc_b, out, table[B_COUT],
+                  (int)table[B_COUT], nthreads);
+    res = out;
+    ldr = table[B_COUT];
   }
   return pointwise_rows(buf, cbuf, rows, (int)cbuf, p + table[B_AGG_W], (int)table[B_COUTP], p + table[B_AGG_B], out,
                         table[B_COUT], (int)table[B_COUT], res, ldr, relu, nthreads);
