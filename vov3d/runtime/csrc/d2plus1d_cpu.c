@@ -432,10 +432,49 @@ int pointwise_rows(const float *x, long ldx, long M, int K, const float *W, int 
   return 0;
 }
 
+/* The same over a concatenation held as planes: segment s is M rows of K[s] channels at stride
+   ld[s] from a[s], and W's rows follow the segments in order. Per job of rows the segments' products
+   accumulate in the job's output rows (in L1 by then): the first adds the bias and the residual,
+   the last applies the ReLU. */
+static int pointwise_segments(int nseg, const float *const *a, const long *ld, const int *K, long M, const float *W,
+                              int Np, const float *bias, float *out, long ldo, int N, const float *res, long ldr,
+                              int relu, int nthreads) {
+  if (nthreads < 1) nthreads = 1;
+  float *zero = calloc((size_t)Np, sizeof(float));
+  if (!zero) return 1;
+  /* ~48 rows per job: a slice of the input stays in L2 while the column blocks pass; with segments,
+     fewer where the job's output rows would outgrow 8 KiB of L1 (they are read and written again
+     by every segment) */
+  const long fit = 2048 / Np < 12 ? 12 : 2048 / Np, target = nseg == 1 || fit > 48 ? 48 : fit;
+  const long rows = rows_per_job(M, target, nthreads);
+  const long jobs = (M + rows - 1) / rows;
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (long job = 0; job < jobs; job++) {
+    const long m0 = job * rows, m1 = m0 + rows < M ? m0 + rows : M;
+    float *o = out + m0 * ldo;
+    long k0 = 0;
+    for (int s = 0; s < nseg; s++) {
+      const float *r = s ? o : res ? res + m0 * ldr : 0;
+      gemm(a[s] + m0 * ld[s], ld[s], m1 - m0, K[s], W + k0 * Np, Np, s ? zero : bias, o, ldo, N, r, s ? ldo : ldr,
+           s == nseg - 1 ? relu : 0);
+      k0 += K[s];
+    }
+  }
+  free(zero);
+  return 0;
+}
+
 /* ------------------------------------------------------------------------------------------- */
 /* A whole T-OSA block in one call: every unit (front, SE gate, back) writes into the block's      */
-/* concatenation buffer, then the aggregation conv (+ the enclosing residual block's shortcut and */
-/* ReLU) reads it. One call per block instead of two per unit plus the SE gate's tensor ops.       */
+/* concatenation, then the aggregation conv (+ the enclosing residual block's shortcut and ReLU)  */
+/* reads it. One call per block instead of two per unit plus the SE gate's tensor ops.             */
+/* Narrow units (under 64 channels: VoV3D's res2 and res3) keep the concatenation as planes, unit */
+/* by unit, each rows of its own channels, and not as rows of all channels: a unit then reads its */
+/* predecessor's output as contiguous rows, which the GEMM took 1.6x faster than a 20-channel     */
+/* slice of 100-channel rows (rows a stride apart defeat the hardware prefetcher), and a stride-1 */
+/* block's input is a plane as it is, not copied in; the aggregation adds the planes' products.   */
+/* Measured on AMD EPYC Zen 3, 2 threads, blocks at 2x16 frames: res2 0.85-0.90x the time, res3  */
+/* 0.95x; res4 / res5 (80 / 160 channels, rows of 320 / 640 bytes) 1.02-1.03x, so they keep rows. */
 /* ------------------------------------------------------------------------------------------- */
 
 /* The parameter table of a block (int64): a header, then one row of U_FIELDS per unit. Offsets
@@ -486,21 +525,43 @@ static void shortcut_rows(const float *x, long ldx, int N, int T, int Hin, int W
   }
 }
 
-/* x: N clips of [T][Hin][Win] rows at stride ldx. buf: the concatenation, [N][T][H][W] rows of
-   table[B_CBUF]; y: scratch of N*T*H*W*(largest Cp) floats; ysum, scale: N*(largest Cp). out: rows
+/* x: N clips of [T][Hin][Win] rows at stride ldx. buf: the concatenation, N*T*H*W*table[B_CBUF]
+   floats: [N][T][H][W] rows of table[B_CBUF], or planes (unit i's output as rows of its Cout
+   channels after the planes of the units before it); y: scratch of N*T*H*W*(largest Cp) floats; ysum, scale: N*(largest Cp). out: rows
    of table[B_COUT]; res (may be NULL): rows at stride ldr, added before the final ReLU (relu).
    sc_w (may be NULL): the enclosing residual block's shortcut conv, [B_CIN][B_COUTP] with its bias
    sc_b, of spatial stride sc_stride, computed into out and added as the residual (res unused). */
 int tosa_block(const float *x, long ldx, int N, int T, int Hin, int Win, const float *p, const long *table,
                float *buf, float *y, float *ysum, float *scale, const float *res, long ldr, int relu, float *out,
                const float *sc_w, const float *sc_b, int sc_stride, int nthreads) {
-  const long units = table[B_UNITS], cbuf = table[B_CBUF], cin = table[B_CIN];
+  const long units = table[B_UNITS], cin = table[B_CIN];
   const long *u0 = table + B_FIELDS;
   const int s0 = (int)u0[U_STRIDE];
   const int H = (Hin - 1) / s0 + 1, W = (Win - 1) / s0 + 1;
   const long rows = (long)N * T * H * W;
+  long widest = 0;
+  for (long i = 0; i < units; i++) {
+    const long cout = table[B_FIELDS + i * U_FIELDS + U_COUT];
+    widest = cout > widest ? cout : widest;
+  }
+  const int planes = widest < 64;
+  /* the aggregation's segments: planes: the block input (stride 1), then every unit's plane;
+     rows: the whole concatenation */
+  const float *seg[units + 1];
+  long seg_ld[units + 1];
+  int seg_k[units + 1], nseg = 0;
+  const long cbuf = table[B_CBUF];
   long offset = 0;
-  if (table[B_KEEP_INPUT]) { /* stride 1: the block input is the first slice of the concatenation */
+  if (!planes) {
+    seg[nseg] = buf;
+    seg_ld[nseg] = cbuf;
+    seg_k[nseg++] = (int)cbuf;
+  }
+  if (table[B_KEEP_INPUT] && planes) {
+    seg[nseg] = x;
+    seg_ld[nseg] = ldx;
+    seg_k[nseg++] = (int)cin;
+  } else if (table[B_KEEP_INPUT]) { /* stride 1: the block input is the first slice of the concatenation */
 #pragma omp parallel for schedule(static) num_threads(nthreads)
     for (long m = 0; m < rows; m++) memcpy(buf + m * cbuf, x + m * ldx, (size_t)cin * sizeof(float));
     offset = cin;
@@ -510,29 +571,36 @@ int tosa_block(const float *x, long ldx, int N, int T, int Hin, int Win, const f
   int hin = Hin, win = Win;
   for (long i = 0; i < units; i++) {
     const long *u = table + B_FIELDS + i * U_FIELDS;
-    const int cp = (int)u[U_CP], d = (int)u[U_SE];
+    const int cp = (int)u[U_CP], d = (int)u[U_SE], cout = (int)u[U_COUT];
     const float *unit_res = u[U_RESIDUAL] ? in : 0;
+    float *plane = planes ? buf + rows * offset : buf + offset; /* this unit's output */
+    const long ldp = planes ? cout : cbuf;
     int status;
     if (!d) { /* no SE: one pass, the unit's intermediate stays in the cache */
       status = d2plus1d_unit(in, ld, N, T, hin, win, (int)u[U_CIN], p + u[U_WA], p + u[U_BA], cp, (int)u[U_STRIDE],
                              p + u[U_W1], p + u[U_W2], p + u[U_B2], p + u[U_WC], p + u[U_BC], (int)u[U_COUTP],
-                             (int)u[U_COUT], unit_res, ld, buf + offset, cbuf, (int)u[U_RELU], nthreads);
+                             cout, unit_res, ld, plane, ldp, (int)u[U_RELU], nthreads);
     } else {
       status = d2plus1d_front(in, ld, N, T, hin, win, (int)u[U_CIN], p + u[U_WA], p + u[U_BA], cp,
                               (int)u[U_STRIDE], p + u[U_W1], p + u[U_W2], p + u[U_B2], y, ysum, nthreads);
       if (!status) {
         se_gate(ysum, N, (int)u[U_INNER], cp, (long)T * H * W, d, p + u[U_SE_W1], p + u[U_SE_B1], p + u[U_SE_W2],
                 p + u[U_SE_B2], scale);
-        status = d2plus1d_back(y, N, (long)T * H * W, cp, scale, p + u[U_WC], p + u[U_BC], (int)u[U_COUTP],
-                               (int)u[U_COUT], unit_res, ld, buf + offset, cbuf, (int)u[U_RELU], nthreads);
+        status = d2plus1d_back(y, N, (long)T * H * W, cp, scale, p + u[U_WC], p + u[U_BC], (int)u[U_COUTP], cout,
+                               unit_res, ld, plane, ldp, (int)u[U_RELU], nthreads);
       }
     }
     if (status) return status;
-    in = buf + offset; /* the next unit reads this one's slice of the concatenation */
-    ld = cbuf;
+    if (planes) {
+      seg[nseg] = plane;
+      seg_ld[nseg] = cout;
+      seg_k[nseg++] = cout;
+    }
+    in = plane; /* the next unit reads this one's output */
+    ld = ldp;
     hin = H;
     win = W;
-    offset += u[U_COUT];
+    offset += cout;
   }
   if (sc_w) { /* the aggregation GEMM then adds out to itself in place (each element read, then written) */
     shortcut_rows(x, ldx, N, T, Hin, Win, sc_stride, (int)cin, sc_w, (int)table[B_COUTP], sc_b, out, table[B_COUT],
@@ -540,8 +608,8 @@ int tosa_block(const float *x, long ldx, int N, int T, int Hin, int Win, const f
     res = out;
     ldr = table[B_COUT];
   }
-  return pointwise_rows(buf, cbuf, rows, (int)cbuf, p + table[B_AGG_W], (int)table[B_COUTP], p + table[B_AGG_B], out,
-                        table[B_COUT], (int)table[B_COUT], res, ldr, relu, nthreads);
+  return pointwise_segments(nseg, seg, seg_ld, seg_k, rows, p + table[B_AGG_W], (int)table[B_COUTP], p + table[B_AGG_B],
+                            out, table[B_COUT], (int)table[B_COUT], res, ldr, relu, nthreads);
 }
 
 /* ------------------------------------------------------------------------------------------- */
