@@ -81,3 +81,34 @@ def test_sync_batchnorm_is_grouped_as_bn():
     m = nn.SyncBatchNorm.convert_sync_batchnorm(Net())
     _, _, names = split_bn_params(cfg, m)
     assert "a.1.weight" in names
+
+
+@pytest.mark.parametrize("method", ["sgd", "adamw"])
+def test_fused_update_is_the_loop_update_and_survives_loading_state(method):
+    """SOLVER.FUSED_UPDATE: one fused step where torch has one for the parameters' device (CPU here),
+    the same parameters after steps as torch's per-parameter loop, the same state_dict format, and
+    the choice kept when a checkpoint made with the loop (a PySlowFast one) is loaded."""
+    torch.manual_seed(0)
+    start, runs = Net().state_dict(), {}
+    for fused in (False, True):
+        cfg = get_cfg()
+        cfg.SOLVER.OPTIMIZING_METHOD = method
+        cfg.SOLVER.FUSED_UPDATE = fused
+        cfg.SOLVER.WEIGHT_DECAY = 1e-3
+        m = Net()
+        m.load_state_dict(start)
+        opt = construct_optimizer(cfg, m)
+        assert all(bool(g.get("fused")) == fused for g in opt.param_groups)
+        g = torch.Generator().manual_seed(1)
+        for _ in range(3):
+            for p in m.parameters():
+                p.grad = torch.randn(p.shape, generator=g) if p.requires_grad else None
+            opt.step()
+        runs[fused] = (m, opt)
+    (m0, o0), (m1, o1) = runs[False], runs[True]
+    for p0, p1 in zip(m0.parameters(), m1.parameters()):
+        assert torch.allclose(p0, p1, rtol=0, atol=1e-6)
+    assert o0.state_dict()["state"].keys() == o1.state_dict()["state"].keys()
+    o1.load_state_dict(o0.state_dict())  # the loop's state, param groups included
+    assert all(g["fused"] for g in o1.param_groups)
+    o1.step()

@@ -54,6 +54,7 @@ class Variant:
     inference_amp: str = "off"
     plain: bool = False
     api: bool = False
+    fused_update: bool = True  # SOLVER.FUSED_UPDATE: one fused optimizer step (stock: torch's default loop)
 
 
 def default_variants(device_type, with_compile=False, cfg=None):
@@ -61,7 +62,7 @@ def default_variants(device_type, with_compile=False, cfg=None):
     `defaults` (the config's keys, `auto` measured on this machine) and `api` (plain model.eval())."""
     cl, dw = "channels_last_3d", "conv2d"
     v = [
-        Variant("stock", plain=True),
+        Variant("stock", plain=True, fused_update=False),
         Variant("channels_last_3d", memory_format=cl),
         Variant("dw_conv2d", depthwise=dw),
         Variant("cl3d+dw_conv2d", memory_format=cl, depthwise=dw),
@@ -104,7 +105,7 @@ def defaults_variant(cfg, device_type):
         batchnorm=m.BATCHNORM_IMPL,
         fold_bn=bool(m.FOLD_BN), fused_units=m.CPU_FUSED_UNITS, compile=bool(m.COMPILE),
         cudnn_benchmark=device_type == "cuda" and bool(m.CUDNN_BENCHMARK),
-        train_amp=train_amp, inference_amp=m.INFERENCE_AMP,
+        train_amp=train_amp, inference_amp=m.INFERENCE_AMP, fused_update=bool(cfg.SOLVER.FUSED_UPDATE),
     )
 
 
@@ -136,6 +137,7 @@ class Runner:
 
     def __init__(self, cfg, variant, batch, device):
         from vov3d import runtime
+        from vov3d.engine.solver import fused_update_supported
         from vov3d.models import build_model
 
         self.variant, self.device = variant, device
@@ -157,7 +159,9 @@ class Runner:
         # stock: the model's own modules in eval too; api: plain model.eval(), whose no-grad forwards
         # run the prepared copy of vov3d/runtime/eval_path.py (what an API user gets).
         self.model.accelerated_eval = variant.api
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-5)
+        fused = variant.fused_update and fused_update_supported(self.model.parameters())
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-5,
+                                         **({"fused": True} if fused else {}))
         self.scaler = torch.amp.GradScaler(device.type, enabled=variant.train_amp == "float16")
         g = torch.Generator().manual_seed(0)
         crop, frames = cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.NUM_FRAMES

@@ -47,6 +47,35 @@ def split_bn_params(cfg, model):
     return bn_params, other_params, bn_names
 
 
+try:  # the device types torch's fused optimizer steps run on (a private helper of torch.optim)
+    from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+except ImportError:  # pragma: no cover - moved in some torch release: CUDA, which has had them longest
+    def _get_fused_kernels_supported_devices():
+        return ["cuda"]
+
+_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def fused_update_supported(params):
+    """True when torch has a fused optimizer step for every parameter's device and dtype."""
+    params = list(params)
+    devices = _get_fused_kernels_supported_devices()
+    return bool(params) and all(p.device.type in devices and p.dtype in _FLOATS for p in params)
+
+
+def _keep_fused_flag(optimizer, fused):
+    """Keeps the constructed `fused` choice when a checkpoint's optimizer state is loaded (torch takes
+    every param-group option from the saved state, a PySlowFast checkpoint's included)."""
+    def restore(opt):
+        for group in opt.param_groups:
+            group["fused"] = fused
+            if fused:
+                group["foreach"] = None
+    if hasattr(optimizer, "register_load_state_dict_post_hook"):
+        optimizer.register_load_state_dict_post_hook(restore)
+    return optimizer
+
+
 def construct_optimizer(cfg, model):
     """Returns the SOLVER.OPTIMIZING_METHOD optimizer over two groups: BN params (BN.WEIGHT_DECAY) first,
     then the rest (SOLVER.WEIGHT_DECAY), as PySlowFast orders them."""
@@ -62,23 +91,27 @@ def construct_optimizer(cfg, model):
         {"params": other_params, "weight_decay": cfg.SOLVER.WEIGHT_DECAY},
     ]
     method = cfg.SOLVER.OPTIMIZING_METHOD.lower()
+    fused = bool(cfg.SOLVER.FUSED_UPDATE) and fused_update_supported(bn_params + other_params)
+    extra = {"fused": True} if fused else {}  # else torch's default (its loop on CPU)
     if method == "sgd":
-        return torch.optim.SGD(
+        return _keep_fused_flag(torch.optim.SGD(
             groups,
             lr=cfg.SOLVER.BASE_LR,
             momentum=cfg.SOLVER.MOMENTUM,
             weight_decay=cfg.SOLVER.WEIGHT_DECAY,
             dampening=cfg.SOLVER.DAMPENING,
             nesterov=cfg.SOLVER.NESTEROV,
-        )
+            **extra,
+        ), fused)
     if method == "adam":
-        return torch.optim.Adam(
-            groups, lr=cfg.SOLVER.BASE_LR, betas=(0.9, 0.999), weight_decay=cfg.SOLVER.WEIGHT_DECAY
-        )
+        return _keep_fused_flag(torch.optim.Adam(
+            groups, lr=cfg.SOLVER.BASE_LR, betas=(0.9, 0.999), weight_decay=cfg.SOLVER.WEIGHT_DECAY, **extra
+        ), fused)
     if method == "adamw":
-        return torch.optim.AdamW(
-            groups, lr=cfg.SOLVER.BASE_LR, betas=(0.9, 0.999), eps=1e-08, weight_decay=cfg.SOLVER.WEIGHT_DECAY
-        )
+        return _keep_fused_flag(torch.optim.AdamW(
+            groups, lr=cfg.SOLVER.BASE_LR, betas=(0.9, 0.999), eps=1e-08, weight_decay=cfg.SOLVER.WEIGHT_DECAY,
+            **extra,
+        ), fused)
     raise ValueError(f"SOLVER.OPTIMIZING_METHOD {cfg.SOLVER.OPTIMIZING_METHOD!r} is not supported; use sgd, adam or adamw")
 
 
