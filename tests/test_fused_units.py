@@ -18,8 +18,8 @@ from vov3d.config import get_cfg, validate
 from vov3d.models import build_model
 from vov3d.runtime import kernels as cpu_kernels
 from vov3d.runtime.fold_bn import fold_batchnorm
-from vov3d.runtime.fused_units import (FusedD2plus1d, FusedResBlock, FusedStem, FusedTOSA, d2plus1d_parts,
-                                       fuse_d2plus1d_blocks, lanes, pack_pointwise, stem_parts)
+from vov3d.runtime.fused_units import (FusedD2plus1d, FusedHead, FusedResBlock, FusedStem, FusedTOSA,
+                                       d2plus1d_parts, fuse_d2plus1d_blocks, lanes, pack_pointwise, stem_parts)
 from vov3d.models.stems import X3DStem
 from vov3d.runtime.layout import to_model_format
 from vov3d.runtime.prepare import prepare_for_inference
@@ -201,6 +201,7 @@ def test_whole_models_match_with_fused_units(kernel, rel, opts, units, blocks, r
     assert sum(isinstance(m, FusedTOSA) for m in fused.modules()) == blocks
     assert sum(isinstance(m, FusedResBlock) for m in fused.modules()) == residual_blocks
     assert sum(isinstance(m, FusedStem) for m in fused.modules()) == (1 if units else 0)
+    assert sum(isinstance(m, FusedHead) for m in fused.modules()) == (1 if units else 0)
     for m in fused.modules():  # a conv shortcut beside a T-OSA block runs in its kernel call
         if isinstance(m, FusedResBlock) and isinstance(m.block.residual_parts()["branch2"], FusedTOSA):
             assert (m.shortcut_stride is not None) == bool(m.block.residual_parts()["shortcut"])
@@ -259,6 +260,31 @@ def test_fused_stem_matches_stock_ops(kernel, n, cin, cout, frames, size, taps, 
         xg = x.clone().requires_grad_(True)
         fused(xg).sum().backward()
     assert xg.grad is not None
+
+
+def test_fused_head_pools_globally_or_runs_its_own_ops(kernel):
+    """The head's pooled map from the kernel where the pool covers the whole map; a larger test crop
+    (several positions left: fully-convolutional testing) runs the head's own ops. Either way the
+    stock outputs; the wrapped head still answers for its submodules and forward_head."""
+    cfg = tiny_cfg("Kinetics/VoV3D_M_16x5.yaml", ())
+    torch.manual_seed(0)
+    model = randomize_bn(build_model(cfg)).eval()
+    for size in (32, 48):  # a 1x1 map after res5 (the training crop), a 2x2 map
+        x = to_model_format(torch.randn(2, 3, 4, size, size), cfg)
+        cfg.MODEL.CPU_FUSED_UNITS = "off"
+        plain = inference_copy(model, cfg, x)
+        cfg.MODEL.CPU_FUSED_UNITS = "on"
+        fused = inference_copy(model, cfg, x)
+        head = fused.head
+        assert isinstance(head, FusedHead) and head.applies(clip(2, head.cin, 4, 1, 1))
+        (lp, pp), (lf, pf) = _logits(plain, x), _logits(fused, x)
+        assert (lf - lp).abs().max().item() <= TOL * max(1.0, lp.abs().max().item())
+        assert torch.allclose(pf, pp, atol=TOL)
+        with torch.no_grad():
+            feats = fused.forward_features([x]) if hasattr(fused, "forward_features") else None
+            if feats is not None:
+                assert torch.allclose(head.forward_head(feats), plain.head.forward_head(feats), atol=1e-4)
+    assert isinstance(fused.get_submodule("head.projection"), nn.Linear)
 
 
 @pytest.mark.parametrize("l2_kib", [4, 24])

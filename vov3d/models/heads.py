@@ -36,10 +36,17 @@ class X3DHead(nn.Module):
         else:
             raise NotImplementedError(f"MODEL.HEAD_ACT {act_func!r} is not supported (softmax | sigmoid)")
 
-    def forward_pre_logits(self, x):
-        """Returns the vector the classifier reads at every position of the pooled map: (N, T', H', W', D)."""
-        x = self.conv_5_relu(self.conv_5_bn(self.conv_5(x)))
-        x = self.lin_5(self.avg_pool(x))
+    def pooling_parts(self):
+        """Returns the ops before the pooled map by role, for runtimes that compute the pooled map in
+        one kernel: the 1x1x1 conv `conv`, its BN `bn`, the activation `act` and the pool `pool`."""
+        return {"conv": self.conv_5, "bn": self.conv_5_bn, "act": self.conv_5_relu, "pool": self.avg_pool}
+
+    def forward_pre_logits(self, x, pooled=False):
+        """Returns the vector the classifier reads at every position of the pooled map: (N, T', H', W', D).
+        `pooled`: x is that map already (what conv_5, its BN, ReLU and the pool give)."""
+        if not pooled:
+            x = self.avg_pool(self.conv_5_relu(self.conv_5_bn(self.conv_5(x))))
+        x = self.lin_5(x)
         if hasattr(self, "lin_5_bn"):
             x = self.lin_5_bn(x)
         x = self.lin_5_relu(x).permute(0, 2, 3, 4, 1)
@@ -47,17 +54,17 @@ class X3DHead(nn.Module):
             x = self.dropout(x)
         return x
 
-    def forward_logits(self, x):
+    def forward_logits(self, x, pooled=False):
         """Returns the classifier output at every position of the pooled map: (N, T', H', W', K)."""
-        return self.projection(self.forward_pre_logits(x))
+        return self.projection(self.forward_pre_logits(x, pooled))
 
     def forward_head(self, x, pre_logits=False):
         """Returns the logits (N, K) averaged over positions; with `pre_logits`, the (N, D) vectors."""
         x = self.forward_pre_logits(x)
         return x.mean((1, 2, 3)) if pre_logits else self.projection(x).mean((1, 2, 3))
 
-    def forward(self, x):
-        x = self.forward_logits(x)
+    def forward(self, x, pooled=False):
+        x = self.forward_logits(x, pooled)
         if not self.training:
             x = self.act(x).mean((1, 2, 3))
         return x.reshape(x.shape[0], -1)

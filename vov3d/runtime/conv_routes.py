@@ -44,6 +44,10 @@ class ChannelsLastConv3d(nn.Conv3d):
             and not torch.jit.is_tracing()  # traces (fvcore's FLOP count, exports) keep aten::_convolution
             and not torch.compiler.is_compiling()  # torch.compile traces with fake tensors oneDNN cannot take
         ):
+            if x.shape[2] * x.shape[3] * x.shape[4] == 1 and is_pointwise(self):
+                # One position per clip (a head's 1x1x1 conv after global pooling): a product of N rows
+                # took 0.44-0.59x oneDNN's time (320 -> 2048 channels, 1-8 clips; AMD EPYC Zen 3).
+                return _pointwise_as_matmul(x, self.weight, self.bias)
             return torch.mkldnn_convolution(
                 x, self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups
             )

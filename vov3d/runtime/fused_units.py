@@ -315,6 +315,20 @@ class FusedTOSA(nn.Module):
         return torch.relu_(y) if relu else y
 
 
+class _Wrapper(nn.Module):
+    """A module wrapping `self.inner` (a stem, a head) that answers for the attributes it does not
+    have itself: `model.head.projection`, `model.head.forward_head(...)` keep working on a model
+    whose head was wrapped (those run the wrapped module's own ops)."""
+
+    def __getattr__(self, name):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "inner":
+                raise
+            return getattr(self.inner, name)
+
+
 def stem_parts(stem, folded=True):
     """Returns the pieces of a BN-folded X3D stem (`fusable_parts()`: 3x3 spatial conv with padding 1,
     depthwise temporal conv of odd length, ReLU) as a dict, or None when `stem` is not one the kernel
@@ -340,14 +354,14 @@ def stem_parts(stem, folded=True):
     return {"spatial": spatial, "temporal": temporal, "stride": spatial.stride[1]}
 
 
-class FusedStem(nn.Module):
+class FusedStem(_Wrapper):
     """Wraps a BN-folded X3D stem (`stem`) and runs it with the fused CPU kernel (x3d_stem in
     csrc/d2plus1d_cpu.c): the input is read once, in any layout (no channels-last copy first), and
     the channels-last output written once. The stem stays as the fallback."""
 
     def __init__(self, stem, parts):
         super().__init__()
-        self.stem = stem
+        self.inner = stem
         spatial, temporal = parts["spatial"], parts["temporal"]
         self.cin, self.cout, self.stride = spatial.in_channels, spatial.out_channels, parts["stride"]
         self.taps = temporal.kernel_size[0]
@@ -371,7 +385,7 @@ class FusedStem(nn.Module):
 
     def forward(self, x):
         if not self.applies(x):
-            return self.stem(x)
+            return self.inner(x)
         n, _, frames, hin, win = x.shape
         h, w = (hin - 1) // self.stride + 1, (win - 1) // self.stride + 1
         out = torch.empty((n, self.cout, frames, h, w), memory_format=torch.channels_last_3d)
@@ -383,6 +397,73 @@ class FusedStem(nn.Module):
         if status:
             raise MemoryError("the fused stem kernel could not allocate its per-thread buffers")
         return out
+
+
+def head_parts(head, folded=True):
+    """Returns the pieces of a head whose pooled map the kernel computes (`pooling_parts()`: a BN-folded
+    1x1x1 conv, ReLU, average pool) as a dict, or None. `folded=False` accepts the BatchNorm still there."""
+    describe = getattr(head, "pooling_parts", None)
+    if not callable(describe):
+        return None
+    p = describe()
+    conv, pool = p["conv"], p["pool"]
+    ok = (
+        is_pointwise(conv) and (not folded or isinstance(p["bn"], nn.Identity)) and type(p["act"]) is nn.ReLU
+        and (
+            (type(pool) is nn.AdaptiveAvgPool3d and pool.output_size in (1, (1, 1, 1)))
+            or (type(pool) is nn.AvgPool3d and pool.stride in (1, (1, 1, 1)) and pool.padding in (0, (0, 0, 0))
+                and not pool.ceil_mode and pool.divisor_override is None)
+        )
+    )
+    return {"conv": conv, "pool": pool} if ok else None
+
+
+class FusedHead(_Wrapper):
+    """Wraps a head (X3D's, VoV3D's) whose pooled map is the mean over the whole map of ReLU(1x1x1 conv)
+    (`pooling_parts()`): the kernel computes that pooled map without writing the conv's output
+    (pointwise_pool), and the head goes on from it (`head(pooled, pooled=True)`). The head stays as
+    `inner`, and answers for what the wrapper does not have (its submodules, forward_head). A pool that leaves
+    several positions (a test crop larger than the training crop) runs the head's own ops."""
+
+    def __init__(self, head, parts):
+        super().__init__()
+        self.inner = head
+        conv = parts["conv"]
+        self.cin, self.cout = conv.in_channels, conv.out_channels
+        pool = parts["pool"]  # None: adaptive (global at any size); else the kernel that must cover the map
+        k = None if isinstance(pool, nn.AdaptiveAvgPool3d) else pool.kernel_size
+        self.pool_kernel = k if k is None or isinstance(k, tuple) else (k, k, k)
+        w, b = pack_pointwise(conv, self.cin, _padded(self.cout))
+        self.register_buffer("w", w, persistent=False)
+        self.register_buffer("b", b, persistent=False)
+
+    @property
+    def lib(self):
+        return kernels.load_library("d2plus1d_cpu")
+
+    def _global(self, x):
+        return self.pool_kernel is None or tuple(self.pool_kernel) == tuple(x.shape[2:])
+
+    def applies(self, x):
+        return (
+            not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+            and x.dim() == 5 and x.device.type == "cpu" and x.dtype == torch.float32 and x.shape[1] == self.cin
+            and x.numel() > 0 and not (torch.is_grad_enabled() and x.requires_grad) and self.w.device.type == "cpu"
+            and _row_stride(x) is not None and self._global(x)
+        )
+
+    def forward(self, x):
+        if not self.applies(x):
+            return self.inner(x)
+        n = x.shape[0]
+        pooled = torch.empty((n, self.cout))
+        ptr = kernels.pointer
+        status = self.lib.pointwise_pool(ptr(x), _row_stride(x), n, x[0, 0].numel(), self.cin, ptr(self.w),
+                                         self.w.shape[1], ptr(self.b), self.cout, 1, ptr(pooled),
+                                         torch.get_num_threads())
+        if status:
+            raise MemoryError("the fused head kernel could not allocate its buffers")
+        return self.inner(pooled.view(n, self.cout, 1, 1, 1), pooled=True)
 
 
 def _shortcut_conv(shortcut, branch):
@@ -459,7 +540,7 @@ def fuse_d2plus1d_blocks(model):
         return 0
     # Blocks already wrapped (a second call) are left as they are.
     wrapped = tuple(n + "." for n, m in model.named_modules()
-                    if isinstance(m, (FusedD2plus1d, FusedTOSA, FusedResBlock, FusedStem)))
+                    if isinstance(m, (FusedD2plus1d, FusedTOSA, FusedResBlock, FusedStem, FusedHead)))
     found = [(name, m, d2plus1d_parts(m)) for name, m in model.named_modules() if not name.startswith(wrapped)]
     count = 0
     for name, m, parts in found:
@@ -475,10 +556,15 @@ def fuse_d2plus1d_blocks(model):
     for name, m in list(model.named_modules()):
         if name and not name.startswith(wrapped) and _fusable_residual_block(m):
             set_submodule(model, name, FusedResBlock(m))
-    if count:  # the stem of a model whose units run on the kernel
+    if count:  # the stem and the head of a model whose units run on the kernel
         for name, m in list(model.named_modules()):
-            parts = stem_parts(m) if name and not name.startswith(wrapped) else None
+            if not name or name.startswith(wrapped):
+                continue
+            parts = stem_parts(m)
             if parts is not None:
                 set_submodule(model, name, FusedStem(m, parts))
+            parts = head_parts(m)
+            if parts is not None:
+                set_submodule(model, name, FusedHead(m, parts))
     logger.debug("Fused %d D(2+1)D bottlenecks for CPU inference", count)
     return count

@@ -49,6 +49,8 @@ SIGNATURES = {
         # x, ldx, N, T, Hin, Win, params, table, buf, y, ysum, scale, res, ldr, relu, out, sc_w, sc_b, sc_stride,
         # nthreads
         "tosa_block": [_p, _l, _i, _i, _i, _i, _p, _p, _p, _p, _p, _p, _p, _l, _i, _p, _p, _p, _i, _i],
+        # x, ldx, N, P, K, W, Np, bias, Nout, relu, pooled, nthreads
+        "pointwise_pool": [_p, _l, _i, _l, _i, _p, _i, _p, _i, _i, _p, _i],
         # x, strides[5], N, Cin, T, Hin, Win, s, Wxy, bxy, Cp, Kt, Wt, bt, Cout, out, ldo, nthreads
         "x3d_stem": [_p, _p, _i, _i, _i, _i, _i, _i, _p, _p, _i, _i, _p, _p, _i, _p, _l, _i],
         # set (> 0: the L2 size in bytes the kernel cuts frames into bands for; 0: only read it)

@@ -437,6 +437,45 @@ int pointwise_rows(const float *x, long ldx, long M, int K, const float *W, int 
   return 0;
 }
 
+/* The head of X3D / VoV3D up to its global pooling, BN folded: pooled[n] = the mean over clip n's P
+   rows of [relu](x W + bias). x: N*P rows at stride ldx; W [K][Np], bias [Np]; pooled [N][Nout]. The
+   conv's output never goes to memory: each job (rows of one clip) sums its rows into its own slot,
+   and the slots are added in job order (the same sums whichever thread ran a job). */
+int pointwise_pool(const float *x, long ldx, int N, long P, int K, const float *W, int Np, const float *bias,
+                   int Nout, int relu, float *pooled, int nthreads) {
+  if (nthreads < 1) nthreads = 1;
+  const long rows = rows_per_job(P, 48, 1), per_clip = (P + rows - 1) / rows, jobs = (long)N * per_clip;
+  float *partial = calloc((size_t)jobs * Np, sizeof(float));
+  if (!partial) return 1;
+  int failed = 0;
+#pragma omp parallel num_threads(nthreads)
+  {
+    float *z = aligned_alloc(64, ((size_t)rows * Np * sizeof(float) + 63) / 64 * 64);
+    if (!z) {
+#pragma omp atomic write
+      failed = 1;
+    }
+#pragma omp for schedule(dynamic)
+    for (long job = 0; job < jobs; job++) {
+      if (!z) continue;
+      const long n = job / per_clip, m0 = job % per_clip * rows, m1 = m0 + rows < P ? m0 + rows : P;
+      gemm(x + (n * P + m0) * ldx, ldx, m1 - m0, K, W, Np, bias, z, Np, Np, 0, 0, relu);
+      float *sum = partial + job * Np;
+      for (long m = 0; m < m1 - m0; m++)
+        for (int c = 0; c < Np; c += VW) ST(sum + c, LD(sum + c) + LD(z + m * Np + c));
+    }
+    free(z);
+  }
+  for (int n = 0; n < N; n++)
+    for (int c = 0; c < Nout; c++) {
+      float acc = 0.f;
+      for (long j = 0; j < per_clip; j++) acc += partial[((long)n * per_clip + j) * Np + c];
+      pooled[(long)n * Nout + c] = acc / (float)P;
+    }
+  free(partial);
+  return failed; /* 1: out of memory */
+}
+
 /* The same over a concatenation held as planes: segment s is M rows of K[s] channels at stride
    ld[s] from a[s], and W's rows follow the segments in order. Per job of rows the segments' products
    accumulate in the job's output rows (in L1 by then): the first adds the bias and the residual,
