@@ -137,7 +137,7 @@ class Runner:
 
     def __init__(self, cfg, variant, batch, device):
         from vov3d import runtime
-        from vov3d.engine.solver import fused_update_supported
+        from vov3d.engine.solver import fused_update_kwargs
         from vov3d.models import build_model
 
         self.variant, self.device = variant, device
@@ -159,9 +159,8 @@ class Runner:
         # stock: the model's own modules in eval too; api: plain model.eval(), whose no-grad forwards
         # run the prepared copy of vov3d/runtime/eval_path.py (what an API user gets).
         self.model.accelerated_eval = variant.api
-        fused = variant.fused_update and fused_update_supported(self.model.parameters())
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-5,
-                                         **({"fused": True} if fused else {}))
+                                         **fused_update_kwargs(variant.fused_update, self.model.parameters()))
         self.scaler = torch.amp.GradScaler(device.type, enabled=variant.train_amp == "float16")
         g = torch.Generator().manual_seed(0)
         crop, frames = cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.NUM_FRAMES

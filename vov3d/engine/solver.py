@@ -56,11 +56,13 @@ except ImportError:  # pragma: no cover - moved in some torch release: CUDA, whi
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
-def fused_update_supported(params):
-    """True when torch has a fused optimizer step for every parameter's device and dtype."""
+def fused_update_kwargs(enabled, params):
+    """Returns {"fused": True} for a torch optimizer over `params` when `enabled` (SOLVER.FUSED_UPDATE)
+    and torch has a fused step for every parameter's device and dtype, else {} (torch's default)."""
     params = list(params)
     devices = _get_fused_kernels_supported_devices()
-    return bool(params) and all(p.device.type in devices and p.dtype in _FLOATS for p in params)
+    ok = enabled and bool(params) and all(p.device.type in devices and p.dtype in _FLOATS for p in params)
+    return {"fused": True} if ok else {}
 
 
 def _keep_fused_flag(optimizer, fused):
@@ -91,10 +93,9 @@ def construct_optimizer(cfg, model):
         {"params": other_params, "weight_decay": cfg.SOLVER.WEIGHT_DECAY},
     ]
     method = cfg.SOLVER.OPTIMIZING_METHOD.lower()
-    fused = bool(cfg.SOLVER.FUSED_UPDATE) and fused_update_supported(bn_params + other_params)
-    extra = {"fused": True} if fused else {}  # else torch's default (its loop on CPU)
+    extra = fused_update_kwargs(bool(cfg.SOLVER.FUSED_UPDATE), bn_params + other_params)
     if method == "sgd":
-        return _keep_fused_flag(torch.optim.SGD(
+        optimizer = torch.optim.SGD(
             groups,
             lr=cfg.SOLVER.BASE_LR,
             momentum=cfg.SOLVER.MOMENTUM,
@@ -102,17 +103,19 @@ def construct_optimizer(cfg, model):
             dampening=cfg.SOLVER.DAMPENING,
             nesterov=cfg.SOLVER.NESTEROV,
             **extra,
-        ), fused)
-    if method == "adam":
-        return _keep_fused_flag(torch.optim.Adam(
+        )
+    elif method == "adam":
+        optimizer = torch.optim.Adam(
             groups, lr=cfg.SOLVER.BASE_LR, betas=(0.9, 0.999), weight_decay=cfg.SOLVER.WEIGHT_DECAY, **extra
-        ), fused)
-    if method == "adamw":
-        return _keep_fused_flag(torch.optim.AdamW(
+        )
+    elif method == "adamw":
+        optimizer = torch.optim.AdamW(
             groups, lr=cfg.SOLVER.BASE_LR, betas=(0.9, 0.999), eps=1e-08, weight_decay=cfg.SOLVER.WEIGHT_DECAY,
             **extra,
-        ), fused)
-    raise ValueError(f"SOLVER.OPTIMIZING_METHOD {cfg.SOLVER.OPTIMIZING_METHOD!r} is not supported; use sgd, adam or adamw")
+        )
+    else:
+        raise ValueError(f"SOLVER.OPTIMIZING_METHOD {cfg.SOLVER.OPTIMIZING_METHOD!r} is not supported; use sgd, adam or adamw")
+    return _keep_fused_flag(optimizer, bool(extra))
 
 
 def clip_gradients(cfg, optimizer, scaler=None):

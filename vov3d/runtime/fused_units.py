@@ -127,7 +127,30 @@ def _row_stride(t):
     return ld if ld >= c else None
 
 
-class FusedD2plus1d(nn.Module):
+class _KernelModule(nn.Module):
+    """A module computed by the fused CPU kernel: its library, and the input checks every such
+    module makes."""
+
+    @property
+    def lib(self):
+        # Looked up, not stored: a ctypes library cannot be deep-copied or pickled with the module.
+        return kernels.load_library("d2plus1d_cpu")
+
+    @staticmethod
+    def takes(x, channels, weight, rows=True):
+        """True when the kernel computes `x`: fp32 CPU clips of `channels` channels (in channels-last rows
+        when `rows`), no autograd, not being traced or compiled, with `weight` (a packed buffer) on
+        the CPU too."""
+        return (
+            # A trace or a compiled graph cannot record a ctypes call: they get the stock ops.
+            not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+            and x.dim() == 5 and x.device.type == "cpu" and x.dtype == torch.float32 and x.shape[1] == channels
+            and x.numel() > 0 and not (torch.is_grad_enabled() and x.requires_grad)
+            and weight.device.type == "cpu" and (not rows or _row_stride(x) is not None)
+        )
+
+
+class FusedD2plus1d(_KernelModule):
     """Wraps a BN-folded D(2+1)D bottleneck (`block`) and runs it with the fused CPU kernel.
 
     The weights are packed once (transposed, channels padded to 16) from the block's folded convs;
@@ -148,24 +171,13 @@ class FusedD2plus1d(nn.Module):
         for name, value in packed.items():
             self.register_buffer(name, value, persistent=False)
 
-    @property
-    def lib(self):
-        # Looked up, not stored: a ctypes library cannot be deep-copied or pickled with the module.
-        return kernels.load_library("d2plus1d_cpu")
-
     def out_size(self, h, w):
         return (h - 1) // self.stride + 1, (w - 1) // self.stride + 1
 
     def applies(self, x):
         """True when the kernel computes this input: fp32 CPU clips in channels-last rows, no autograd,
         not being traced or compiled."""
-        return (
-            # A trace or a compiled graph cannot record a ctypes call: they get the stock ops.
-            not torch.jit.is_tracing() and not torch.compiler.is_compiling()
-            and x.dim() == 5 and x.device.type == "cpu" and x.dtype == torch.float32 and x.shape[1] == self.cin
-            and x.numel() > 0 and not (torch.is_grad_enabled() and x.requires_grad)
-            and self.wa.device.type == "cpu" and _row_stride(x) is not None
-        )
+        return self.takes(x, self.cin, self.wa)
 
     def forward(self, x):
         if not self.applies(x):
@@ -209,7 +221,7 @@ class FusedD2plus1d(nn.Module):
         return out
 
 
-class FusedTOSA(nn.Module):
+class FusedTOSA(_KernelModule):
     """Wraps a T-OSA block whose units are all FusedD2plus1d. With its aggregation conv BN-folded the
     whole block is one kernel call (tosa_block: every unit writes into the block's channels-last
     concatenation buffer, SE gates included, then the aggregation conv reads it); otherwise the units
@@ -258,10 +270,6 @@ class FusedTOSA(nn.Module):
             else:
                 table += [0, 0, 0, 0]
         return torch.cat(chunks), torch.tensor(table, dtype=torch.int64)
-
-    @property
-    def lib(self):
-        return kernels.load_library("d2plus1d_cpu")
 
     def applies(self, x):
         return self.block.aggregation_parts()["units"][0].applies(x)
@@ -315,7 +323,7 @@ class FusedTOSA(nn.Module):
         return torch.relu_(y) if relu else y
 
 
-class _Wrapper(nn.Module):
+class _Wrapper(_KernelModule):
     """A module wrapping `self.inner` (a stem, a head) that answers for the attributes it does not
     have itself: `model.head.projection`, `model.head.forward_head(...)` keep working on a model
     whose head was wrapped (those run the wrapped module's own ops)."""
@@ -372,16 +380,8 @@ class FusedStem(_Wrapper):
         for name, value in packed.items():
             self.register_buffer(name, value, persistent=False)
 
-    @property
-    def lib(self):
-        return kernels.load_library("d2plus1d_cpu")
-
     def applies(self, x):
-        return (
-            not torch.jit.is_tracing() and not torch.compiler.is_compiling()
-            and x.dim() == 5 and x.device.type == "cpu" and x.dtype == torch.float32 and x.shape[1] == self.cin
-            and x.numel() > 0 and not (torch.is_grad_enabled() and x.requires_grad) and self.wxy.device.type == "cpu"
-        )
+        return self.takes(x, self.cin, self.wxy, rows=False)  # any layout
 
     def forward(self, x):
         if not self.applies(x):
@@ -437,20 +437,11 @@ class FusedHead(_Wrapper):
         self.register_buffer("w", w, persistent=False)
         self.register_buffer("b", b, persistent=False)
 
-    @property
-    def lib(self):
-        return kernels.load_library("d2plus1d_cpu")
-
     def _global(self, x):
         return self.pool_kernel is None or tuple(self.pool_kernel) == tuple(x.shape[2:])
 
     def applies(self, x):
-        return (
-            not torch.jit.is_tracing() and not torch.compiler.is_compiling()
-            and x.dim() == 5 and x.device.type == "cpu" and x.dtype == torch.float32 and x.shape[1] == self.cin
-            and x.numel() > 0 and not (torch.is_grad_enabled() and x.requires_grad) and self.w.device.type == "cpu"
-            and _row_stride(x) is not None and self._global(x)
-        )
+        return self.takes(x, self.cin, self.w) and self._global(x)
 
     def forward(self, x):
         if not self.applies(x):
@@ -458,7 +449,8 @@ class FusedHead(_Wrapper):
         n = x.shape[0]
         pooled = torch.empty((n, self.cout))
         ptr = kernels.pointer
-        status = self.lib.pointwise_pool(ptr(x), _row_stride(x), n, x[0, 0].numel(), self.cin, ptr(self.w),
+        positions = x.shape[2] * x.shape[3] * x.shape[4]
+        status = self.lib.pointwise_pool(ptr(x), _row_stride(x), n, positions, self.cin, ptr(self.w),
                                          self.w.shape[1], ptr(self.b), self.cout, 1, ptr(pooled),
                                          torch.get_num_threads())
         if status:

@@ -49,6 +49,9 @@ static inline vf exp_v(vf x) {
   return (vf)((vi)p + (n << 23));
 }
 
+/* A per-thread buffer of n floats on a 64-byte boundary (NULL when out of memory). */
+static float *floats(size_t n) { return aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64); }
+
 static inline vf swish_v(vf v) { return v / (splat(1.f) + exp_v(-v)); }
 
 /* ------------------------------------------------------------------------------------------- */
@@ -299,9 +302,9 @@ static int front_impl(const float *x, long ldx, int N, int T, int Hin, int Win, 
   int failed = 0;
 #pragma omp parallel num_threads(nthreads)
   {
-    float *bufA = aligned_alloc(64, ((size_t)Pinb * Cp * sizeof(float) + 63) / 64 * 64);
-    float *ring = aligned_alloc(64, ((size_t)3 * Pb * Cp * sizeof(float) + 63) / 64 * 64);
-    float *z = bk ? aligned_alloc(64, ((size_t)Pb * Cp * sizeof(float) + 63) / 64 * 64) : 0;
+    float *bufA = floats((size_t)Pinb * Cp);
+    float *ring = floats((size_t)3 * Pb * Cp);
+    float *z = bk ? floats((size_t)Pb * Cp) : 0;
     if (!bufA || !ring || (bk && !z)) {
 #pragma omp atomic write
       failed = 1;
@@ -393,7 +396,7 @@ int d2plus1d_back(const float *y, int N, long TP, int Cp, const float *scale, co
   int failed = 0;
 #pragma omp parallel num_threads(nthreads)
   {
-    float *z = aligned_alloc(64, ((size_t)rows * Cp * sizeof(float) + 63) / 64 * 64);
+    float *z = floats((size_t)rows * Cp);
     if (!z) {
 #pragma omp atomic write
       failed = 1;
@@ -419,24 +422,6 @@ int d2plus1d_back(const float *y, int N, long TP, int Cp, const float *scale, co
   return failed; /* 1: out of memory */
 }
 
-/* A 1x1x1 conv on channels-last rows (a T-OSA block's aggregation conv, BN folded), with the
-   residual and ReLU of the block that follows it: out[m] = [relu](x[m] W + bias [+ res[m]]) for M
-   rows. x: rows of K at stride ldx; W [K][Np], bias [Np]; out: rows of N at stride ldo; res (may
-   be NULL): rows at stride ldr. */
-int pointwise_rows(const float *x, long ldx, long M, int K, const float *W, int Np, const float *bias, float *out,
-                   long ldo, int N, const float *res, long ldr, int relu, int nthreads) {
-  if (nthreads < 1) nthreads = 1;
-  /* ~48 rows per job: a slice of x stays in L2 while the column blocks pass */
-  const long rows = rows_per_job(M, 48, nthreads);
-  const long jobs = (M + rows - 1) / rows;
-#pragma omp parallel for schedule(dynamic) num_threads(nthreads)
-  for (long job = 0; job < jobs; job++) {
-    const long m0 = job * rows, m1 = m0 + rows < M ? m0 + rows : M;
-    gemm(x + m0 * ldx, ldx, m1 - m0, K, W, Np, bias, out + m0 * ldo, ldo, N, res ? res + m0 * ldr : 0, ldr, relu);
-  }
-  return 0;
-}
-
 /* The head of X3D / VoV3D up to its global pooling, BN folded: pooled[n] = the mean over clip n's P
    rows of [relu](x W + bias). x: N*P rows at stride ldx; W [K][Np], bias [Np]; pooled [N][Nout]. The
    conv's output never goes to memory: each job (rows of one clip) sums its rows into its own slot,
@@ -450,7 +435,7 @@ int pointwise_pool(const float *x, long ldx, int N, long P, int K, const float *
   int failed = 0;
 #pragma omp parallel num_threads(nthreads)
   {
-    float *z = aligned_alloc(64, ((size_t)rows * Np * sizeof(float) + 63) / 64 * 64);
+    float *z = floats((size_t)rows * Np);
     if (!z) {
 #pragma omp atomic write
       failed = 1;
@@ -476,8 +461,12 @@ int pointwise_pool(const float *x, long ldx, int N, long P, int K, const float *
   return failed; /* 1: out of memory */
 }
 
-/* The same over a concatenation held as planes: segment s is M rows of K[s] channels at stride
-   ld[s] from a[s], and W's rows follow the segments in order. Per job of rows the segments' products
+/* A 1x1x1 conv on channels-last rows (a T-OSA block's aggregation conv, BN folded), with the
+   residual and ReLU of the block that follows it: out[m] = [relu](x[m] W + bias [+ res[m]]) for M
+   rows, where x[m] is the concatenation of nseg segments: segment s is M rows of K[s] channels at
+   stride ld[s] from a[s] (the planes of a T-OSA block, or one segment of whole rows), and W's rows
+   [sum K][Np] follow the segments in order; bias [Np]; out: rows of N at stride ldo; res (may be
+   NULL): rows at stride ldr. Per job of rows the segments' products
    accumulate in the job's output rows (in L1 by then): the first adds the bias and the residual,
    the last applies the ReLU. */
 static int pointwise_segments(int nseg, const float *const *a, const long *ld, const int *K, long M, const float *W,
@@ -506,6 +495,12 @@ static int pointwise_segments(int nseg, const float *const *a, const long *ld, c
   }
   free(zero);
   return 0;
+}
+
+/* The one-segment case: x rows of K at stride ldx. */
+int pointwise_rows(const float *x, long ldx, long M, int K, const float *W, int Np, const float *bias, float *out,
+                   long ldo, int N, const float *res, long ldr, int relu, int nthreads) {
+  return pointwise_segments(1, &x, &ldx, &K, M, W, Np, bias, out, ldo, N, res, ldr, relu, nthreads);
 }
 
 /* ------------------------------------------------------------------------------------------- */
@@ -594,17 +589,12 @@ int tosa_block(const float *x, long ldx, int N, int T, int Hin, int Win, const f
   const float *seg[units + 1];
   long seg_ld[units + 1];
   int seg_k[units + 1], nseg = 0;
+#define ADD_SEGMENT(a, ld, k) (seg[nseg] = (a), seg_ld[nseg] = (ld), seg_k[nseg++] = (int)(k))
   const long cbuf = table[B_CBUF];
   long offset = 0;
-  if (!planes) {
-    seg[nseg] = buf;
-    seg_ld[nseg] = cbuf;
-    seg_k[nseg++] = (int)cbuf;
-  }
-  if (table[B_KEEP_INPUT] && planes) {
-    seg[nseg] = x;
-    seg_ld[nseg] = ldx;
-    seg_k[nseg++] = (int)cin;
+  if (!planes) ADD_SEGMENT(buf, cbuf, cbuf);
+  if (table[B_KEEP_INPUT] && planes) { /* stride 1: the block input is the first segment as it is */
+    ADD_SEGMENT(x, ldx, cin);
   } else if (table[B_KEEP_INPUT]) { /* stride 1: the block input is the first slice of the concatenation */
 #pragma omp parallel for schedule(static) num_threads(nthreads)
     for (long m = 0; m < rows; m++) memcpy(buf + m * cbuf, x + m * ldx, (size_t)cin * sizeof(float));
@@ -635,11 +625,7 @@ int tosa_block(const float *x, long ldx, int N, int T, int Hin, int Win, const f
       }
     }
     if (status) return status;
-    if (planes) {
-      seg[nseg] = plane;
-      seg_ld[nseg] = cout;
-      seg_k[nseg++] = cout;
-    }
+    if (planes) ADD_SEGMENT(plane, cout, cout);
     in = plane; /* the next unit reads this one's output */
     ld = ldp;
     hin = H;
@@ -652,6 +638,7 @@ int tosa_block(const float *x, long ldx, int N, int T, int Hin, int Win, const f
     res = out;
     ldr = table[B_COUT];
   }
+#undef ADD_SEGMENT
   return pointwise_segments(nseg, seg, seg_ld, seg_k, rows, p + table[B_AGG_W], (int)table[B_COUTP], p + table[B_AGG_B],
                             out, table[B_COUT], (int)table[B_COUT], res, ldr, relu, nthreads);
 }
@@ -784,7 +771,7 @@ int x3d_stem(const float *x, const long *sx, int N, int Cin, int T, int Hin, int
   int failed = 0;
 #pragma omp parallel num_threads(nthreads)
   {
-    float *ring = aligned_alloc(64, ((size_t)Kt * hb * W * Cp * sizeof(float) + 63) / 64 * 64);
+    float *ring = floats((size_t)Kt * hb * W * Cp);
     if (!ring) {
 #pragma omp atomic write
       failed = 1;
